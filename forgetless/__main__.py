@@ -1,0 +1,3 @@
+from forgetless.cli.main import main
+
+main()

@@ -1,0 +1,44 @@
+"""The `forgetless` command: thin wrappers over the Python API, one subcommand per module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from forgetless.cli.console import err_console, state
+from forgetless.errors import ForgetlessError
+
+app = typer.Typer(
+    name="forgetless",
+    help="Fine-tune causal language models without catastrophic forgetting, and prove it with numbers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status lines.")) -> None:
+    state["quiet"] = quiet
+
+
+def _register_commands() -> None:
+    """Each module adds its own subcommands; importing them here keeps `main` tiny."""
+    from forgetless.cli import eval, info  # noqa: F401
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point: user errors become one red line and exit code 2, never a traceback."""
+    try:
+        app()
+    except ForgetlessError as e:
+        err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,164 @@
+"""`evaluate`: score a model in memory on probe suites, item by item.
+
+It takes a model already loaded, so the training monitor and the recovery sweep reuse it without
+touching disk. Each multiple-choice item gets a knowledge outcome (log-likelihood) and, by default,
+a behaviour outcome (the same question asked openly): fine-tuning can break the second while the
+first holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+
+from forgetless.eval.drift import score_texts
+from forgetless.eval.generate import greedy_generate
+from forgetless.eval.loglik import score_multiple_choice
+from forgetless.eval.prompts import render_prompt, template_fingerprint
+from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteRecord
+from forgetless.eval.summary import summarize
+from forgetless.models.loading import LoadedModel
+from forgetless.suites import Suite, load_suite
+
+DEFAULT_SUITES = ("general", "checklist", "general-text")
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class EvalSettings:
+    """Everything besides the model and suites that a score depends on (recorded in the result)."""
+
+    batch_size: int = 16
+    open_ended: bool = True  # also ask every mc question without its choices
+    max_new_tokens: int = 32  # gen items and open-ended twins
+    check_max_new_tokens: int = 160  # checklist replies (JSON, lists) need room
+    max_text_tokens: int = 512
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+
+
+def _versions() -> dict[str, str | None]:
+    out = {}
+    for name in ("forgetless", "torch", "transformers", "peft"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Progress | None) -> list[ItemResult]:
+    items = suite.by_type("mc")
+    if not items:
+        return []
+    contexts = [render_prompt(tok, it.question) for it in items]
+    done = [0]
+
+    def tick(stage: str, total: int) -> Callable[[int], None]:
+        def on_batch(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(stage, done[0], total)
+        return on_batch
+
+    scores = score_multiple_choice(model, tok, contexts, [it.choices for it in items], batch_size=s.batch_size,
+                                   on_batch=tick(f"{suite.name}: multiple choice", len(items)))
+    replies: list[str | None] = [None] * len(items)
+    if s.open_ended:
+        done[0] = 0
+        replies = greedy_generate(model, tok, contexts, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
+                                  stop=s.stop, on_batch=tick(f"{suite.name}: open-ended", len(items)))
+    return [
+        ItemResult(suite=suite.name, id=it.id, type="mc", category=it.category, prompt=ctx,
+                   choices=list(it.choices), answer=it.answer, logliks=sc.logliks, pred=sc.pred,
+                   correct=sc.pred == it.answer, correct_norm=sc.pred_norm == it.answer, reply=reply,
+                   open_correct=None if reply is None else it.is_correct_open(reply))
+        for it, ctx, sc, reply in zip(items, contexts, scores, replies)
+    ]
+
+
+def _score_generation(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Progress | None) -> list[ItemResult]:
+    results = []
+    for kind, limit in (("gen", s.max_new_tokens), ("check", s.check_max_new_tokens)):
+        items = suite.by_type(kind)
+        if not items:
+            continue
+        prompts = [render_prompt(tok, it.prompt) for it in items]
+        done = [0]
+
+        def on_batch(n: int, total: int = len(items), stage: str = f"{suite.name}: {kind}") -> None:
+            done[0] += n
+            if progress:
+                progress(stage, done[0], total)
+
+        replies = greedy_generate(model, tok, prompts, max_new_tokens=limit, batch_size=s.batch_size, stop=s.stop,
+                                  on_batch=on_batch)
+        for it, prompt, reply in zip(items, prompts, replies):
+            if kind == "gen":
+                results.append(ItemResult(suite=suite.name, id=it.id, type="gen", category=it.category, prompt=prompt,
+                                          reply=reply, correct=it.is_correct(reply)))
+            else:
+                outcomes = [CheckOutcome(kind=c.kind, passed=c.passes(reply), describe=c.describe()) for c in it.checks]
+                results.append(ItemResult(suite=suite.name, id=it.id, type="check", category=it.category,
+                                          prompt=prompt, reply=reply, checks=outcomes, severity=it.severity,
+                                          correct=all(o.passed for o in outcomes)))
+    return results
+
+
+def _score_text(model: Any, tok: Any, suite: Suite, s: EvalSettings, reference: Any,
+                progress: Progress | None) -> list[ItemResult]:
+    items = suite.by_type("text")
+    if not items:
+        return []
+    done = [0]
+
+    def on_batch(n: int) -> None:
+        done[0] += n
+        if progress:
+            progress(f"{suite.name}: text", done[0], len(items))
+
+    scores = score_texts(model, tok, [it.text for it in items], reference=None if reference == "base" else reference,
+                         reference_is_base=reference == "base", batch_size=max(1, s.batch_size // 2),
+                         max_length=s.max_text_tokens, on_batch=on_batch)
+    return [ItemResult(suite=suite.name, id=it.id, type="text", category=it.category, prompt=it.text,
+                       tokens=sc.tokens, nll=sc.nll, kl=sc.kl) for it, sc in zip(items, scores)]
+
+
+def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES, *,
+             reference: LoadedModel | Literal["base"] | None = None, settings: EvalSettings | None = None,
+             progress: Progress | None = None) -> EvalResult:
+    """Score `model` on each suite. `reference="base"` measures KL against the adapter's own base weights."""
+    s = settings or EvalSettings()
+    torch.manual_seed(s.seed)
+    loaded_suites = [x if isinstance(x, Suite) else load_suite(x) for x in suites]
+    ref_model = reference.model if isinstance(reference, LoadedModel) else reference
+    net, tok = model.model, model.tokenizer
+    was_training = net.training
+    net.eval()
+    items: list[ItemResult] = []
+    timings: dict[str, float] = {}
+    try:
+        for suite in loaded_suites:
+            start = time.perf_counter()
+            by_key = {}
+            for part in (_score_mc(net, tok, suite, s, progress), _score_generation(net, tok, suite, s, progress),
+                         _score_text(net, tok, suite, s, ref_model, progress)):
+                by_key.update({r.id: r for r in part})
+            items.extend(by_key[it.id] for it in suite.items)  # the suite's own order
+            timings[suite.name] = round(time.perf_counter() - start, 3)
+    finally:
+        net.train(was_training)
+    settings_record = {**asdict(s), "template": template_fingerprint(tok),
+                       "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
+                       "device": str(next(net.parameters()).device)}
+    return EvalResult(
+        model=model.describe(),
+        reference=({"spec": "base (adapter disabled)"} if reference == "base"
+                   else reference.describe() if isinstance(reference, LoadedModel) else None),
+        suites=[SuiteRecord(name=x.name, path=str(x.path) if x.path else None, sha256=x.sha256, counts=x.counts())
+                for x in loaded_suites],
+        settings=settings_record, versions=_versions(), summary=summarize(items), timings=timings, items=items)

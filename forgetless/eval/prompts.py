@@ -1,0 +1,40 @@
+"""How a question becomes the text a model sees.
+
+Chat models get their own chat template (a bare "Question:/Answer:" prompt often makes an instruct
+model end at once); models without one get a plain completion prompt. The rendering is recorded in
+every result so before/after comparisons can prove they asked the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+PLAIN_TEMPLATE = "Question: {question}\nAnswer:"
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_prompt(tokenizer: Any, text: str) -> str:
+    """The full text that precedes the model's answer (special tokens included as text)."""
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+    return PLAIN_TEMPLATE.format(question=text)
+
+
+def continuation_text(tokenizer: Any, choice: str) -> str:
+    """Chat templates end with the assistant header, so the answer follows directly; plain prompts need a space."""
+    return choice if has_chat_template(tokenizer) else " " + choice
+
+
+def template_fingerprint(tokenizer: Any) -> str:
+    source = tokenizer.chat_template if has_chat_template(tokenizer) else PLAIN_TEMPLATE
+    return hashlib.sha256(str(source).encode()).hexdigest()[:16]
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids without added BOS/EOS: the rendered text already carries its special tokens."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

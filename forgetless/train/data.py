@@ -1,0 +1,256 @@
+"""Training data: read a JSONL file, tokenize it with the model's chat template, mask the loss.
+
+Three formats, one per file (the first record decides, every other record must match):
+
+- `{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}`
+- `{"prompt": ..., "response": ...}` — the prompt becomes a user turn, the response an assistant turn
+- `{"text": ...}` — raw text, loss on every token (continued pre-training)
+
+For chat formats only assistant tokens are learned (labels are -100 elsewhere): learning to
+predict user prompts and the system boilerplate would spend capacity, and drift, on text the
+model never has to write. The conversation is rendered with the chat template, cut at each
+assistant turn, and the pieces tokenized separately — so the prompt tokens are exactly those the
+model sees at inference (prompt rendered with the generation header, answer generated after it),
+and the labelled tokens are exactly the answer plus the end-of-turn token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from forgetless.errors import ForgetlessError
+from forgetless.io import read_jsonl
+from forgetless.registry import did_you_mean
+
+IGNORE_INDEX = -100
+FORMATS = {"messages": ("messages",), "prompt_response": ("prompt", "response"), "text": ("text",)}
+METADATA_KEYS = {"id", "meta", "metadata", "source", "category", "tags"}  # carried along, never trained on
+ROLES = {"system", "user", "assistant"}
+END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "</s>")
+BUILTIN_PREFIX = "builtin:"
+
+
+@dataclass
+class Record:
+    """One validated training record, remembered with its file:line for later error messages."""
+
+    format: str
+    data: dict[str, Any]
+    where: str
+
+
+@dataclass
+class Tokenized:
+    """Token ids and labels of a set of examples, plus what was dropped and why."""
+
+    examples: list[dict[str, list[int]]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # file:line of examples with no response left
+    truncated: int = 0
+
+
+def resolve_data_path(spec: str | Path) -> Path:
+    """A user path, or `builtin:<relative path>` for a file shipped in `forgetless/data/`."""
+    spec = str(spec)
+    if spec.startswith(BUILTIN_PREFIX):
+        return Path(str(files("forgetless") / "data" / spec[len(BUILTIN_PREFIX):]))
+    return Path(spec).expanduser()
+
+
+# --- reading and checking -----------------------------------------------------------------------
+
+
+def detect_format(obj: dict[str, Any], where: str) -> str:
+    keys = set(obj) - METADATA_KEYS
+    for name, required in FORMATS.items():
+        if keys == set(required):
+            return name
+    unknown = sorted(keys - {k for req in FORMATS.values() for k in req})
+    if unknown:
+        valid = [k for req in FORMATS.values() for k in req]
+        raise ForgetlessError(f"unknown field '{unknown[0]}' ({did_you_mean(unknown[0], valid)})", where=where,
+                              hint="records need 'messages', or 'prompt' and 'response', or 'text'")
+    raise ForgetlessError(f"fields {sorted(keys)} match no format", where=where,
+                          hint="use exactly one of: messages | prompt + response | text")
+
+
+def check_record(obj: dict[str, Any], fmt: str, where: str) -> None:
+    if fmt == "text":
+        if not isinstance(obj["text"], str) or not obj["text"].strip():
+            raise ForgetlessError("'text' must be a non-empty string", where=where)
+    elif fmt == "prompt_response":
+        for key in ("prompt", "response"):
+            if not isinstance(obj[key], str) or not obj[key].strip():
+                raise ForgetlessError(f"'{key}' must be a non-empty string", where=where)
+    else:
+        _check_messages(obj["messages"], where)
+
+
+def _check_messages(messages: Any, where: str) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ForgetlessError("'messages' must be a non-empty list of {role, content}", where=where)
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or set(m) - {"role", "content"} or "role" not in m or "content" not in m:
+            raise ForgetlessError(f"messages[{i}] must be an object with exactly 'role' and 'content'", where=where)
+        if m["role"] not in ROLES:
+            raise ForgetlessError(f"messages[{i}].role '{m['role']}' is not one of {sorted(ROLES)}", where=where)
+        if not isinstance(m["content"], str):
+            raise ForgetlessError(f"messages[{i}].content must be a string", where=where)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ForgetlessError("no assistant message: nothing to learn from this record", where=where)
+    if messages[0]["role"] == "assistant":
+        raise ForgetlessError("the first message is from the assistant; start with a user (or system) turn",
+                              where=where)
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """Read and check every record; the first one fixes the file's format."""
+    path = resolve_data_path(path)
+    records: list[Record] = []
+    fmt = None
+    for lineno, obj in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        this = detect_format(obj, where)
+        if fmt is None:
+            fmt = this
+        elif this != fmt:
+            raise ForgetlessError(f"record is in '{this}' format but the file started with '{fmt}' "
+                                  f"(line {records[0].where.rsplit(':', 1)[1]})", where=where,
+                                  hint="use one format per file")
+        check_record(obj, fmt, where)
+        records.append(Record(fmt, obj, where))
+    return records
+
+
+def as_messages(record: Record) -> list[dict[str, str]]:
+    if record.format == "prompt_response":
+        return [{"role": "user", "content": record.data["prompt"]},
+                {"role": "assistant", "content": record.data["response"]}]
+    return record.data["messages"]
+
+
+# --- tokenizing ---------------------------------------------------------------------------------
+
+
+def end_token_ids(tokenizer: Any) -> set[int]:
+    """Tokens that close an assistant turn: labelled, but nothing after them in that turn is."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
+    return ids
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def chat_segments(tokenizer: Any, messages: list[dict[str, str]], where: str) -> list[tuple[str, bool]]:
+    """Split a rendered conversation into (text, is_assistant_turn) pieces, in order."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ForgetlessError("the model's tokenizer has no chat template", where=where,
+                              hint="train on raw {\"text\": ...} records, or pick an instruct model")
+    full = _render(tokenizer, messages, False)
+    segments: list[tuple[str, bool]] = []
+    done = 0  # characters of `full` already placed in a segment
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], True)
+        upto = _render(tokenizer, messages[: i + 1], False)
+        if not (full.startswith(upto) and upto.startswith(before) and len(before) >= done):
+            raise ForgetlessError("the chat template renders earlier turns differently once later ones are added, "
+                                  "so assistant tokens cannot be located", where=where,
+                                  hint="use single-turn prompt/response records")
+        segments.append((full[done:len(before)], False))
+        segments.append((full[len(before):len(upto)], True))
+        done = len(upto)
+    if done < len(full):
+        segments.append((full[done:], False))
+    return [s for s in segments if s[0]]
+
+
+def encode_chat(tokenizer: Any, messages: list[dict[str, str]], where: str,
+                end_ids: set[int] | None = None) -> tuple[list[int], list[int]]:
+    """Token ids and labels of a conversation: labels are the ids on assistant tokens, -100 elsewhere."""
+    end_ids = end_token_ids(tokenizer) if end_ids is None else end_ids
+    ids: list[int] = []
+    labels: list[int] = []
+    for text, learn in chat_segments(tokenizer, messages, where):
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        if not learn:
+            labels += [IGNORE_INDEX] * len(piece)
+            continue
+        cut = next((j + 1 for j, t in enumerate(piece) if t in end_ids), len(piece))  # keep the end token
+        labels += piece[:cut] + [IGNORE_INDEX] * (len(piece) - cut)
+    return ids, labels
+
+
+def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+        ids = ids + [tokenizer.eos_token_id]  # documents end, so generation learns to stop
+    return ids, list(ids)
+
+
+def tokenize_records(records: Iterable[Record], tokenizer: Any, max_length: int) -> Tokenized:
+    """Tokenize and truncate; examples left with no labelled token are dropped (and reported)."""
+    out = Tokenized()
+    end_ids = end_token_ids(tokenizer)
+    for record in records:
+        if record.format == "text":
+            ids, labels = encode_text(tokenizer, record.data["text"])
+        else:
+            ids, labels = encode_chat(tokenizer, as_messages(record), record.where, end_ids)
+        if len(ids) > max_length:
+            out.truncated += 1
+            ids, labels = ids[:max_length], labels[:max_length]
+        if all(label == IGNORE_INDEX for label in labels[1:]):  # position 0 is never predicted
+            out.dropped.append(record.where)
+            continue
+        out.examples.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+# --- batching -----------------------------------------------------------------------------------
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """A list of tokenized examples (the Trainer needs `len` and indexing, nothing more)."""
+
+    def __init__(self, examples: list[dict[str, list[int]]]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.examples[i]
+
+
+@dataclass
+class PadCollator:
+    """Right-pads a batch: pad id in input_ids, -100 in labels, 0 in attention_mask."""
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)  # (B, T)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def collator_for(tokenizer: Any) -> PadCollator:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return PadCollator(pad_token_id=pad if pad is not None else 0)

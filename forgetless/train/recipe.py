@@ -1,0 +1,317 @@
+"""The training recipe, top to bottom: model -> data + replay -> method -> regularizers -> Trainer -> run folder.
+
+    loss = task_loss + sum_i penalty_i
+
+The run folder holds everything the result depends on:
+
+    RUN/config.yaml            the resolved config (preset values filled in)
+    RUN/checkpoints/           Trainer checkpoints, for --resume
+    RUN/adapter/ or RUN/model/ the LoRA adapter (safetensors) or the fully fine-tuned model
+    RUN/train_log.jsonl        loss, each penalty, learning rate, monitor metrics, per logging step
+    RUN/forgetless-run.json    base model, method, steps, seed, versions, timing, data counts, warnings
+
+`forgetless eval RUN` (or `load_model(RUN)`) loads base + adapter, or the full model, from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import yaml
+
+from forgetless.errors import ForgetlessError
+from forgetless.io import atomic_write_json, atomic_write_text, check_output_path, write_jsonl
+from forgetless.models.device import pick_device
+from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
+from forgetless.train import presets
+from forgetless.train.config import TrainConfig, dump_config
+from forgetless.train.data import ExampleDataset, Tokenized, collator_for, read_records, tokenize_records
+from forgetless.train.freeze import apply_lora, freeze_bottom, trainable_summary
+from forgetless.train.replay import mix, replay_count, replay_records, sample
+from forgetless.train.trainer import ForgetlessTrainer, NonFiniteGuard
+
+Notify = Callable[[str], None]
+
+
+@dataclass
+class TrainData:
+    """The shuffled training stream, the regularizers' reference examples, and what went into them."""
+
+    stream: list[dict[str, list[int]]]
+    reference: list[dict[str, list[int]]]
+    counts: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    warnings: list[str]
+    counts: dict[str, Any]
+    trainable: dict[str, Any]
+    log_history: list[dict[str, Any]]
+
+
+def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = False, progress: bool = True,
+          notify: Notify | None = None) -> TrainResult:
+    """Fine-tune `config.model` on `config.data` and write the run folder `config.out`.
+
+    `callbacks` are extra `transformers.TrainerCallback`s (the forgetting monitor plugs in here);
+    `notify` receives each warning before training starts; `resume` continues from the last
+    checkpoint in RUN/checkpoints with the same data order.
+    """
+    started, clock = datetime.now(timezone.utc), time.time()
+    notify = notify or (lambda message: None)
+    config = presets.resolve(config)
+    run_dir = prepare_run_dir(config, resume, notify)
+    previous = seed_everything(config.seed, config.deterministic)
+    try:
+        loaded = load_base(config)
+        data = build_data(config, loaded)
+        warnings = presets.risk_warnings(config, data.counts["domain_examples"]) + data.notes
+        for message in warnings:
+            notify(message)
+        model = apply_method(config, loaded.model)
+        trainable = trainable_summary(model)
+        regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
+        guard = NonFiniteGuard()
+        trainer = ForgetlessTrainer(
+            model=model, args=training_arguments(config, run_dir, progress=progress),
+            train_dataset=ExampleDataset(data.stream), data_collator=collator_for(loaded.tokenizer),
+            processing_class=loaded.tokenizer, callbacks=[guard, *callbacks], regularizers=regularizers, guard=guard)
+        checkpoint = last_checkpoint(run_dir) if resume else None
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    history = [dict(row) for row in trainer.state.log_history]
+    write_jsonl(run_dir / "train_log.jsonl", history)
+    if guard.bad is not None:
+        raise nonfinite_error(guard, run_dir, config)
+    save_weights(trainer, config, loaded, run_dir)
+    result = TrainResult(run_dir=run_dir, steps=trainer.state.global_step, final_loss=_final_loss(history),
+                         seconds=round(time.time() - clock, 2), warnings=warnings, counts=data.counts,
+                         trainable=trainable, log_history=history)
+    if trainer.is_world_process_zero():
+        write_run_file(result, config, loaded, started, resumed_from=checkpoint)
+    return result
+
+
+# --- run folder ---------------------------------------------------------------------------------
+
+
+def prepare_run_dir(config: TrainConfig, resume: bool, notify: Notify) -> Path:
+    """Check the run folder before any compute: a new run never overwrites an old one."""
+    if not config.out:
+        raise ForgetlessError("no run folder given", hint="set `out:` in the config or pass --out DIR")
+    run_dir = check_output_path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ForgetlessError("run folder path is a file", where=run_dir)
+    if resume:
+        if last_checkpoint(run_dir) is None:
+            raise ForgetlessError("nothing to resume: no checkpoint in this run folder", where=run_dir / "checkpoints",
+                                  hint="drop --resume to start the run")
+        saved = run_dir / "config.yaml"
+        if saved.exists():
+            changed = _changed_keys(yaml.safe_load(saved.read_text()), config.model_dump(mode="json"))
+            if changed:
+                notify(f"resuming with settings that differ from the saved config: {', '.join(changed)}")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ForgetlessError("run folder is not empty", where=run_dir,
+                              hint="pass --resume to continue that run, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    return run_dir
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [k for k in dict.fromkeys([*old, *new]) if k != "out" or prefix]
+        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(run_dir) / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def save_weights(trainer: Any, config: TrainConfig, loaded: LoadedModel, run_dir: Path) -> None:
+    """RUN/adapter (LoRA, safetensors) or RUN/model (full model + tokenizer), swapped in atomically."""
+    name = "adapter" if config.method == "lora" else "model"
+    target, tmp = run_dir / name, run_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # adapter only for a PEFT model; tokenizer too (processing_class)
+    if trainer.is_world_process_zero():
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+
+
+def write_run_file(result: TrainResult, config: TrainConfig, loaded: LoadedModel, started: datetime,
+                   resumed_from: str | None) -> None:
+    import peft
+    import transformers
+
+    lora = config.method == "lora"
+    run = {
+        "base_model": config.model, "base_path": loaded.path, "method": config.method,
+        **({"adapter": "adapter"} if lora else {"model": "model"}),
+        "config": "config.yaml", "log": "train_log.jsonl",
+        "steps": result.steps, "seed": config.seed, "final_loss": result.final_loss,
+        "data": result.counts, "trainable": {k: v for k, v in result.trainable.items() if k != "text"},
+        "device": str(loaded.device), "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": result.seconds, "resumed_from": resumed_from, "warnings": result.warnings,
+    }
+    atomic_write_json(result.run_dir / RUN_FILE, run)
+
+
+def _final_loss(history: list[dict[str, Any]]) -> float | None:
+    losses = [row["loss"] for row in history if "loss" in row]
+    return losses[-1] if losses else None
+
+
+def nonfinite_error(guard: NonFiniteGuard, run_dir: Path, config: TrainConfig) -> ForgetlessError:
+    bad = guard.bad
+    terms = ", ".join(f"{k}={v:g}" for k, v in bad.terms.items())
+    good = last_checkpoint(run_dir)
+    keep = f"last good checkpoint: {good}" if good else "no checkpoint was saved before it"
+    return ForgetlessError(f"loss became non-finite at step {bad.step} ({terms}); training stopped, {keep}",
+                           hint=f"lower learning_rate (now {config.learning_rate:g}) or the regularizer weights")
+
+
+# --- setup --------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int, deterministic: bool) -> bool:
+    """Seed Python, NumPy and torch; returns the previous deterministic-algorithms flag to restore."""
+    from transformers import set_seed
+
+    previous = torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    set_seed(seed)
+    return previous
+
+
+def load_base(config: TrainConfig) -> LoadedModel:
+    """Load the base model in its training dtype: fp32 master weights, except a LoRA base on a bf16 GPU."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = "cpu" if distributed else config.device  # the Trainer places each process's copy
+    dtype = config.dtype
+    if dtype == "auto":
+        dev = pick_device(config.device)
+        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = "bfloat16" if bf16 and config.method == "lora" else "float32"
+    if dtype == "float16" and config.method == "full":
+        raise ForgetlessError("float16 weights cannot be fully fine-tuned (the gradient scaler refuses them)",
+                              hint="use dtype: bfloat16 or float32")
+    loaded = load_model(config.model, device=device, dtype=dtype)
+    if loaded.adapter is not None:
+        raise ForgetlessError("the model is a LoRA run folder; training on top of an adapter is not supported",
+                              where=config.model, hint="train from its base model, or merge the adapter first")
+    return loaded
+
+
+def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
+    """Tokenize the domain set, add replay at an exact share of the mix, pick reference examples."""
+    tok = loaded.tokenizer
+    records = read_records(config.data)
+    domain = tokenize_records(records, tok, config.max_length)
+    if not domain.examples:
+        raise ForgetlessError(f"no example has a response token within max_length={config.max_length}",
+                              where=config.data, hint="raise max_length")
+    k = replay_count(len(domain.examples), config.replay.fraction)
+    general = Tokenized()
+    if k or config.regularizers:
+        rc = config.replay
+        general = tokenize_records(replay_records(rc.source, model=loaded.model, tokenizer=tok, model_path=loaded.path,
+                                                  num_prompts=rc.num_prompts, max_new_tokens=rc.max_new_tokens),
+                                   tok, config.max_length)
+    replay = sample(general.examples, k, config.seed)
+    reference = sample(general.examples, min(config.replay.reference_examples, len(general.examples)),
+                       config.seed + 1)
+    counts = {"path": str(config.data), "format": records[0].format, "domain_examples": len(domain.examples),
+              "replay_examples": len(replay), "replay_source": config.replay.source,
+              "replay_share": round(len(replay) / (len(replay) + len(domain.examples)), 4),
+              "replay_pool": len(general.examples), "dropped": len(domain.dropped), "truncated": domain.truncated}
+    notes = []
+    if domain.dropped:
+        notes.append(f"{len(domain.dropped)} examples had no response token within max_length={config.max_length} "
+                     f"and were dropped (first: {domain.dropped[0]})")
+    if domain.truncated:
+        notes.append(f"{domain.truncated} examples were truncated to max_length={config.max_length}")
+    if k > len(general.examples):
+        notes.append(f"replay needs {k} examples but the source has {len(general.examples)}; some repeat")
+    return TrainData(stream=mix(domain.examples, replay, config.seed), reference=reference, counts=counts,
+                     notes=notes)
+
+
+def apply_method(config: TrainConfig, model: Any) -> Any:
+    """LoRA adapters (base frozen, verified) or full fine-tuning with the bottom blocks frozen."""
+    model.train()
+    if config.method == "lora":
+        return apply_lora(model, config.lora, config.freeze)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    freeze_bottom(model, config.freeze)
+    return model
+
+
+def setup_regularizers(config: TrainConfig, model: Any, reference: list[dict[str, list[int]]],
+                       collate: Callable) -> list[tuple[str, Any]]:
+    """Build each configured regularizer and let it prepare (anchors, Fisher) on the reference data."""
+    if not config.regularizers:
+        return []
+    from forgetless.train.regularizers import REGULARIZERS
+
+    device = next(model.parameters()).device
+    batches = [{k: v.to(device) for k, v in collate(reference[i:i + config.batch_size]).items()}
+               for i in range(0, len(reference), config.batch_size)]
+    out = []
+    for i, spec in enumerate(config.regularizers):
+        cls = REGULARIZERS.get(spec.name)
+        try:
+            reg = cls(weight=spec.weight, **spec.options)
+        except TypeError as e:
+            raise ForgetlessError(f"regularizers[{i}] ({spec.name}): {e}") from None
+        reg.setup(model, reference_batches=batches)
+        out.append((f"penalty_{spec.name}", reg))
+    return out
+
+
+def training_arguments(config: TrainConfig, run_dir: Path, *, progress: bool) -> Any:
+    """The Trainer's settings; bf16 autocast where the GPU supports it."""
+    from transformers import TrainingArguments
+
+    device = pick_device(config.device)
+    cuda = device.type == "cuda"
+    bf16 = cuda and torch.cuda.is_bf16_supported() and config.dtype in ("auto", "bfloat16")
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1, logging_steps=config.logging_steps, logging_nan_inf_filter=False,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        seed=config.seed, data_seed=config.seed, report_to=config.report_to, use_cpu=device.type == "cpu",
+        bf16=bf16, fp16=cuda and config.dtype == "float16", remove_unused_columns=False,
+        disable_tqdm=not progress, dataloader_num_workers=0, gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+    )

@@ -1,0 +1,93 @@
+"""The regularizer interface: a config, `setup` (anchors, Fisher) and `penalty` (a scalar).
+
+Training reads as one recipe:
+
+    loss = task_loss + sum(reg.penalty(model, batch, outputs) for reg in regularizers)
+
+each penalty already multiplied by its own weight, and logged on its own under `reg.name`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor, nn
+
+from forgetless.errors import ForgetlessError
+from forgetless.registry import Registry
+
+Batch = dict[str, Tensor]
+
+REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors:
+        field = ".".join(str(x) for x in err["loc"]) or "config"
+        value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        parts.append(f"{field}: {err['msg']}{value}")
+    return "; ".join(parts)
+
+
+class RegularizerConfig(BaseModel):
+    """Base of every regularizer's config; all problems are reported at once as a ForgetlessError."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, frozen=True)
+    weight_field: ClassVar[str] = ""
+    section: ClassVar[str] = "regularizer"
+
+    def __init__(self, **data: Any):
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise ForgetlessError(
+                _describe(e.errors()), where=self.section, hint="weights must be numbers >= 0; see --help"
+            ) from None
+
+    @property
+    def weight(self) -> float:
+        return float(getattr(self, self.weight_field))
+
+
+class Regularizer:
+    """One anti-forgetting term. Subclasses set `name` and `config_class` and implement both methods."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[RegularizerConfig]] = RegularizerConfig
+
+    def __init__(self, config: RegularizerConfig | dict[str, Any] | None = None, **overrides: Any):
+        if config is None or isinstance(config, dict):
+            config = self.config_class(**{**(config or {}), **overrides})
+        elif overrides:
+            config = config.model_copy(update=overrides)
+        self.config = config
+        self.ready = False
+
+    def setup(self, model: nn.Module, *, reference_batches: Iterable[Batch] | None = None) -> None:
+        """Snapshot what the penalty compares against (the base model), e.g. anchors and Fisher."""
+        raise NotImplementedError
+
+    def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
+        """A scalar, already multiplied by the config's weight; differentiable in trained params."""
+        raise NotImplementedError
+
+    def _require_setup(self) -> None:
+        if not self.ready:
+            raise ForgetlessError(f"regularizer '{self.name}' used before setup()", hint="call setup(model) first")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+def build_regularizer(name: str, config: dict[str, Any] | None = None) -> Regularizer:
+    """The regularizer registered as `name`, configured from a plain dict (YAML/CLI)."""
+    return REGULARIZERS.get(name)(config or {})
+
+
+def zero_like_params(model: nn.Module) -> Tensor:
+    """A float32 zero on the model's device (the penalty of a regularizer with nothing to anchor)."""
+    p = next(model.parameters(), None)
+    return torch.zeros((), device=p.device if p is not None else "cpu")

@@ -1,0 +1,110 @@
+"""EWC: elastic weight consolidation (Kirkpatrick et al., 2017).
+
+    penalty = (lambda / 2) * sum_i F_i * (theta_i - theta0_i)^2
+
+theta0: the weights at setup (the base model); F: the diagonal Fisher of the base model on
+reference data (what the model already knows), so weights that mattered for it are held in place
+and unimportant ones are free to move.
+
+With LoRA the base weight W is frozen and A, B are trained; the penalty is taken on the effective
+update of each adapted weight, sum F_W * (scale * B @ A)^2, with F_W the Fisher of the base weight
+W, computed at setup with the adapters switched off. Memory: one Fisher tensor per trained or
+adapted weight (as large as W, unlike A and B), plus a copy of directly trained parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from forgetless.errors import ForgetlessError
+from forgetless.train.fisher import diagonal_fisher, normalize_fisher
+from forgetless.train.regularizers.anchors import WeightAnchors
+from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig, zero_like_params
+from forgetless.train.regularizers.lora import adapters_disabled, canonical_name
+
+
+class EWCConfig(RegularizerConfig):
+    """Elastic weight consolidation."""
+
+    weight_field: ClassVar[str] = "lambda_"
+    section: ClassVar[str] = "regularizer.ewc"
+
+    lambda_: float = Field(1.0, ge=0, alias="lambda", description="Penalty weight (lambda >= 0); 0 turns EWC off.")
+    fisher_normalize: Literal["none", "mean", "max"] = Field(
+        "mean", description="Rescale the Fisher so its mean (or max) is 1; makes lambda comparable across models."
+    )
+    fisher_max_examples: int | None = Field(256, gt=0, description="Reference examples used for the Fisher.")
+    fisher_empirical: bool = Field(True, description="Labels from the data (True) or sampled from the model (False).")
+    fisher_chunk_size: int = Field(8, gt=0, description="Examples per vmap call when computing the Fisher.")
+
+
+@REGULARIZERS.register("ewc")
+class EWC(Regularizer):
+    """EWC; pass `fisher=` (e.g. from `load_fisher`) to skip computing it at setup."""
+
+    name = "ewc"
+    config_class = EWCConfig
+    config: EWCConfig
+
+    def __init__(self, config: EWCConfig | dict[str, Any] | None = None, *, fisher: dict[str, Tensor] | None = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.given_fisher = fisher
+        self.fisher: dict[str, Tensor] = {}  # model's weight name -> F, on the weight's device
+
+    def setup(self, model: nn.Module, *, reference_batches: Iterable[Batch] | None = None) -> None:
+        self.anchors = WeightAnchors(model)
+        fisher = self.given_fisher
+        if fisher is None:
+            fisher = self._compute_fisher(model, reference_batches)
+        by_key = {canonical_name(n): f for n, f in normalize_fisher(fisher, self.config.fisher_normalize).items()}
+        missing = [n for n in self.anchors.names() if canonical_name(n) not in by_key]
+        if missing:
+            raise ForgetlessError(
+                f"the Fisher has no entry for {len(missing)} trained weight(s), e.g. {missing[0]}",
+                where=self.config.section, hint="compute it on the same model and trainable parameters",
+            )
+        weights = dict(model.named_parameters())
+        self.fisher = {n: by_key[canonical_name(n)].to(weights[n].device, torch.float32) for n in self.anchors.names()}
+        self.ready = True
+
+    def _compute_fisher(self, model: nn.Module, batches: Iterable[Batch] | None) -> dict[str, Tensor]:
+        if batches is None:
+            raise ForgetlessError(
+                "EWC needs reference batches to compute the Fisher", where=self.config.section,
+                hint="pass reference_batches= (data the base model should keep doing well on) or fisher=",
+            )
+        batches = _first_examples(batches, self.config.fisher_max_examples)  # may be read twice
+        named = dict(model.named_parameters())
+        kwargs = dict(
+            max_examples=self.config.fisher_max_examples, empirical=self.config.fisher_empirical,
+            chunk_size=self.config.fisher_chunk_size,
+        )
+        fisher: dict[str, Tensor] = {}
+        if self.anchors.sites:  # base weights W, judged by the base model: adapters off
+            with adapters_disabled(model):
+                fisher |= diagonal_fisher(model, batches, params={s.base_name: named[s.base_name] for s in self.anchors.sites}, **kwargs)
+        if self.anchors.params:
+            fisher |= diagonal_fisher(model, batches, params=dict(self.anchors.params), **kwargs)
+        return fisher
+
+    def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
+        self._require_setup()
+        terms = [(self.fisher[n] * delta.float().square()).sum() for n, delta in self.anchors.deltas()]
+        if not terms:
+            return zero_like_params(model)
+        return 0.5 * self.config.weight * torch.stack(terms).sum()
+
+
+def _first_examples(batches: Iterable[Batch], limit: int | None) -> list[Batch]:
+    """The batches holding the first `limit` examples (all if None), so a loader is read once."""
+    kept, seen = [], 0
+    for batch in batches:
+        kept.append(batch)
+        seen += next(iter(batch.values())).shape[0]
+        if limit is not None and seen >= limit:
+            break
+    return kept

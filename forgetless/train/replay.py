@@ -1,0 +1,164 @@
+"""Replay: mix general examples into the training stream so the model keeps rehearsing them.
+
+The fraction is a share of the MIX: with n domain examples and fraction f,
+
+    k = round(n * f / (1 - f))   replay examples,  so that  k / (n + k) ~= f.
+
+(Some tutorials instead add f * n replay examples, a fraction of the domain set's size; at
+f = 0.5 that gives a third of the mix, not half.)
+
+Sources: the bundled general prompt/response pairs, a user JSONL file, or "self" — the base
+model's own greedy answers to the bundled prompts. Self-replay keeps the model close to its own
+output distribution (no style shift towards someone else's answers); the answers are generated
+once per model and cached under the forgetless home.
+
+Sampling is deterministic for a seed: without replacement when the source is large enough,
+otherwise whole shuffled passes over the source plus a partial one (each example used
+floor(k/m) or ceil(k/m) times — repetition only where unavoidable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+
+from forgetless.errors import ForgetlessError
+from forgetless.home import forgetless_home
+from forgetless.io import read_jsonl, write_jsonl
+from forgetless.train.data import Record, read_records, resolve_data_path
+
+T = TypeVar("T")
+GENERATION_BATCH = 16
+
+
+def bundled_replay_path() -> Path:
+    return Path(str(files("forgetless") / "data" / "replay" / "general.jsonl"))
+
+
+def replay_count(n_domain: int, fraction: float) -> int:
+    """Replay examples to add so that they make up `fraction` of the mix."""
+    if not 0 <= fraction < 1:
+        raise ForgetlessError(f"replay fraction must be in [0, 1), got {fraction}")
+    return round(n_domain * fraction / (1 - fraction))
+
+
+def sample(items: list[T], k: int, seed: int) -> list[T]:
+    """k items drawn deterministically for `seed`; repeats only when k > len(items)."""
+    if k == 0:
+        return []
+    if not items:
+        raise ForgetlessError("the replay source has no examples")
+    rng = random.Random(seed)
+    out: list[T] = []
+    while len(out) < k:
+        take = min(k - len(out), len(items))
+        out += rng.sample(items, take)
+    return out
+
+
+def mix(domain: list[T], replay: list[T], seed: int) -> list[T]:
+    """Domain and replay examples in one stream, shuffled with a seeded generator."""
+    stream = list(domain) + list(replay)
+    random.Random(seed).shuffle(stream)
+    return stream
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def replay_records(source: str, *, model: Any = None, tokenizer: Any = None, model_path: str | None = None,
+                   num_prompts: int | None = None, max_new_tokens: int = 96) -> list[Record]:
+    """All examples of a replay source ("bundled", "self" or a JSONL path)."""
+    if source == "bundled":
+        return read_records(_bundled_or_fail())
+    if source == "self":
+        if model is None or tokenizer is None:
+            raise ForgetlessError("self-replay needs the base model")
+        return self_replay(model, tokenizer, model_path=model_path or "", num_prompts=num_prompts,
+                           max_new_tokens=max_new_tokens)
+    path = resolve_data_path(source)
+    if not path.exists():
+        raise ForgetlessError("replay source not found", where=path,
+                              hint="replay.source is 'bundled', 'self' or the path of a JSONL file")
+    return read_records(path)
+
+
+def _bundled_or_fail() -> Path:
+    path = bundled_replay_path()
+    if not path.exists():
+        raise ForgetlessError("the bundled replay set is missing from this installation", where=path,
+                              hint="reinstall forgetless, or set replay.source to a JSONL file of your own")
+    return path
+
+
+def general_prompts(num_prompts: int | None = None) -> list[str]:
+    """Prompts of the bundled replay set (its user turns), in file order."""
+    prompts = []
+    for record in read_records(_bundled_or_fail()):
+        if record.format == "prompt_response":
+            prompts.append(record.data["prompt"])
+        elif record.format == "messages":
+            prompts.append(next(m["content"] for m in record.data["messages"] if m["role"] == "user"))
+    return prompts[:num_prompts] if num_prompts else prompts
+
+
+def self_replay(model: Any, tokenizer: Any, *, model_path: str, prompts: list[str] | None = None,
+                num_prompts: int | None = None, max_new_tokens: int = 96) -> list[Record]:
+    """The base model's greedy answers to general prompts, cached per model, prompts and settings."""
+    prompts = prompts if prompts is not None else general_prompts(num_prompts)
+    cache = self_replay_cache_path(model_path, prompts, max_new_tokens)
+    if not cache.exists():
+        answers = _generate(model, tokenizer, prompts, max_new_tokens)
+        write_jsonl(cache, [{"prompt": p, "response": a} for p, a in zip(prompts, answers)])
+    records = []
+    for lineno, obj in read_jsonl(cache):
+        if obj.get("response", "").strip():  # an empty answer teaches nothing
+            records.append(Record("prompt_response", obj, f"{cache}:{lineno}"))
+    return records
+
+
+def model_fingerprint(model_path: str) -> str:
+    """A readable, content-sensitive name for a model folder: '<folder>-<hash of path + config>'."""
+    path = Path(model_path)
+    config = path / "config.json"
+    text = str(path.resolve()) + (config.read_text() if config.exists() else "")
+    return f"{path.name or 'model'}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def self_replay_cache_path(model_path: str, prompts: list[str], max_new_tokens: int) -> Path:
+    settings = {"prompts": prompts, "max_new_tokens": max_new_tokens, "decoding": "greedy", "template": "chat"}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return forgetless_home() / "replay" / f"{model_fingerprint(model_path)}-{key}.jsonl"
+
+
+@torch.no_grad()
+def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
+              batch_size: int = GENERATION_BATCH, progress: Callable[[int], None] | None = None) -> list[str]:
+    """Batched greedy answers (chat template, left padding so every prompt ends where generation starts)."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    answers: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                   add_generation_prompt=True)
+                     for p in prompts[start:start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+            new = out[:, enc["input_ids"].shape[1]:]  # (B, new tokens)
+            answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            if progress:
+                progress(len(answers))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return answers

@@ -1,0 +1,93 @@
+"""The Hugging Face `Trainer`, plus regularizer penalties: loss = task_loss + sum_i penalty_i.
+
+Only `compute_loss` and `log` are overridden (as TRL does), so everything else — `accelerate
+launch` scale-out, mixed precision, checkpoints and resume — is the Trainer's own. Each term is
+logged on its own (`loss_task`, `penalty_ewc`, ...), averaged over the logging window exactly like
+the Trainer's `loss`, so `loss ~= loss_task + sum(penalty_*)` in every log line.
+
+A non-finite loss stops training before the next checkpoint is written, so the last checkpoint
+on disk is always a good one; the recipe turns that into a clear error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+
+@dataclass
+class NonFinite:
+    step: int
+    terms: dict[str, float]
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stops training, and cancels that step's checkpoint, once the trainer has seen a NaN/inf loss."""
+
+    def __init__(self) -> None:
+        self.bad: NonFinite | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.bad is not None:
+            control.should_training_stop = True
+            control.should_save = False
+        return control
+
+
+class ForgetlessTrainer(Trainer):
+    """`Trainer` whose loss adds the penalties of `regularizers`, a list of (log name, regularizer).
+
+    A regularizer has `penalty(model, batch, outputs=None) -> Tensor` (already weighted); it gets
+    the model outputs of the task forward pass so a KL term can reuse the logits.
+    """
+
+    def __init__(self, *args: Any, regularizers: list[tuple[str, Any]] | None = None,
+                 guard: NonFiniteGuard | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.regularizers = list(regularizers or [])
+        self.guard = guard
+        self._sums: dict[str, float] = {}  # logged term -> sum of its contributions in this window
+        self._window_start = 0  # global step at which the current logging window began
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        task, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                             num_items_in_batch=num_items_in_batch)
+        # The Trainer divides the returned loss by the accumulation steps unless the task loss was
+        # already normalized over the whole accumulated batch; penalties must match that scale.
+        scaled = self.loss_is_scaled_for_ga if self.loss_is_scaled_for_ga is not None else (
+            (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None)
+        ga = self.current_gradient_accumulation_steps if scaled else 1
+        report = 1 if scaled else self.current_gradient_accumulation_steps  # per-step share, for logs
+        terms = {"loss_task": task}
+        loss = task
+        if model.training and self.regularizers:
+            plain = self.accelerator.unwrap_model(model)
+            for name, reg in self.regularizers:
+                penalty = reg.penalty(plain, inputs, outputs=outputs) / ga
+                terms[name] = penalty
+                loss = loss + penalty
+        if model.training:
+            self._record(terms, report)
+        return (loss, outputs) if return_outputs else loss
+
+    def _record(self, terms: dict[str, torch.Tensor], report: int) -> None:
+        values = {k: float(v.detach().float()) / report for k, v in terms.items()}  # one sync per step
+        if not self._sums:
+            self._window_start = self.state.global_step
+        for key, value in values.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+        if self.guard is not None and self.guard.bad is None and not all(map(math.isfinite, values.values())):
+            self.guard.bad = NonFinite(step=self.state.global_step + 1, terms=values)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._sums:  # a training log: add each term's window average
+            steps = max(1, self.state.global_step - self._window_start)
+            for key, total in self._sums.items():
+                logs[key] = round(total / steps, 6)
+            self._sums = {}
+        super().log(logs, start_time)
