@@ -60,7 +60,7 @@ def test_bad_model_specs_fail_with_one_line_naming_the_input(tmp_path, make_spec
     with pytest.raises(ForgetlessError) as err:
         load_model(spec)
     assert expected in str(err.value)
-    result = subprocess.run([sys.executable, "-m", "forgetless", "eval", spec, "--suite", "checklist"],
+    result = subprocess.run([sys.executable, "-m", "forgetless", "--quiet", "eval", spec, "--suite", "checklist"],
                             capture_output=True, text=True, env=_env(tmp_path))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

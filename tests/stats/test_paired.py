@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -203,16 +202,6 @@ def test_bootstrap_agrees_with_newcombe_for_moderate_n():
     boot = paired_bootstrap_ci(before, after, rng=0)
     newcombe = paired_newcombe_ci(paired_counts(before, after))
     assert boot == pytest.approx(newcombe, abs=0.004)
-
-
-def test_bootstrap_is_fast():
-    before, after = make_pair(600, 0.7, 0.1, seed=6)
-    best = math.inf
-    for seed in range(3):
-        start = time.perf_counter()
-        paired_bootstrap_ci(before, after, rng=seed, n_resamples=10_000)
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.5
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"confidence": 1.0}, "confidence"),
