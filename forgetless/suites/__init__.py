@@ -1,7 +1,14 @@
 """Probe suites: the JSONL format, declarative checks and answer matching (docs/suite-format.md)."""
 
 from forgetless.suites.checks import CHECKS, Check, CheckBase, english_words_ratio
-from forgetless.suites.loader import Suite, list_bundled_suites, load_suite, read_suite, require_items, write_suite
+from forgetless.suites.loader import (
+    Suite,
+    list_bundled_suites,
+    load_suite,
+    read_suite,
+    require_items,
+    write_suite,
+)
 from forgetless.suites.matching import (
     MATCH_MODES,
     MatchMode,
@@ -12,18 +19,27 @@ from forgetless.suites.matching import (
     normalize,
     parse_number,
 )
-from forgetless.suites.schema import ITEM_TYPES, CheckItem, GenItem, Item, ItemType, McItem, TextItem, parse_item
+from forgetless.suites.schema import (
+    ITEM_TYPES,
+    CheckItem,
+    GenItem,
+    Item,
+    ItemType,
+    McItem,
+    TextItem,
+    parse_item,
+)
 
 __all__ = [
     "CHECKS",
+    "ITEM_TYPES",
+    "MATCH_MODES",
     "Check",
     "CheckBase",
     "CheckItem",
     "GenItem",
-    "ITEM_TYPES",
     "Item",
     "ItemType",
-    "MATCH_MODES",
     "MatchMode",
     "McItem",
     "Suite",

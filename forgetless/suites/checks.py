@@ -32,7 +32,7 @@ def invalid(message: str, hint: str = "") -> PydanticCustomError:
     return PydanticCustomError(INVALID, "{message}", {"message": message, "hint": hint})
 
 
-CHECKS: Registry[type["CheckBase"]] = Registry("check kind")
+CHECKS: Registry[type[CheckBase]] = Registry("check kind")
 
 
 class CheckBase(BaseModel):
@@ -295,4 +295,4 @@ class EnglishWordsRatio(CheckBase):
 
 
 # The discriminated union over every registered kind, used by `CheckItem.checks`.
-Check = Annotated[Union[tuple(CHECKS.get(name) for name in CHECKS.names())], Field(discriminator="kind")]
+Check = Annotated[Union[tuple(CHECKS.get(name) for name in CHECKS.names())], Field(discriminator="kind")]  # noqa: UP007

@@ -26,13 +26,8 @@ MATCH_MODES: tuple[str, ...] = get_args(MatchMode)
 
 ARTICLES = frozenset({"a", "an", "the"})
 
-NUMBER_WORDS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
+_ZERO_TO_TWENTY = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+NUMBER_WORDS = {w: i for i, w in enumerate((_ZERO_TO_TWENTY + " sixteen seventeen eighteen nineteen twenty").split())}
 
 # A number: optional minus (only when not glued to a word, so "5-3" is 5 and 3), then either
 # comma-grouped thousands ("1,200,000") or plain digits, then an optional decimal part.

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from forgetless.errors import ForgetlessError
@@ -137,7 +146,7 @@ class TextItem(ItemBase):
     text: Text
 
 
-Item = Union[McItem, GenItem, CheckItem, TextItem]
+Item = McItem | GenItem | CheckItem | TextItem
 ItemType = Literal["mc", "gen", "check", "text"]
 ITEM_TYPES: dict[str, type[ItemBase]] = {"mc": McItem, "gen": GenItem, "check": CheckItem, "text": TextItem}
 assert list(ITEM_TYPES) == list(get_args(ItemType))

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import CHECK, FIXTURES, GEN, MC, TEXT
 
 from forgetless.errors import ForgetlessError
-from forgetless.suites import Suite, list_bundled_suites, load_suite, loader, read_suite, require_items, write_suite
+from forgetless.suites import (
+    Suite,
+    list_bundled_suites,
+    load_suite,
+    loader,
+    read_suite,
+    require_items,
+    write_suite,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = json.loads((FIXTURES / "examples.json").read_text())  # one valid item of each type
+CHECK = EXAMPLES["check"]
+GEN = EXAMPLES["gen"]
+MC = EXAMPLES["mc"]
+TEXT = EXAMPLES["text"]
 
 
 @pytest.fixture

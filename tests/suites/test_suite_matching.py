@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from forgetless.errors import ForgetlessError
-from forgetless.suites import contains_answer, find_numbers, matches, matches_choice, normalize, parse_number
+from forgetless.suites import (
+    contains_answer,
+    find_numbers,
+    matches,
+    matches_choice,
+    normalize,
+    parse_number,
+)
 
 
 @pytest.mark.parametrize(

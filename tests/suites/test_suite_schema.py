@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
-from conftest import CHECK, GEN, MC, TEXT
+from pydantic import ValidationError
 
 from forgetless.errors import ForgetlessError
-from forgetless.suites import CheckItem, GenItem, McItem, TextItem, parse_item, read_suite
+from forgetless.suites import (
+    CheckItem,
+    GenItem,
+    McItem,
+    TextItem,
+    parse_item,
+    read_suite,
+)
 from forgetless.suites.checks import MaxWords, Regex
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = json.loads((FIXTURES / "examples.json").read_text())  # one valid item of each type
+CHECK = EXAMPLES["check"]
+GEN = EXAMPLES["gen"]
+MC = EXAMPLES["mc"]
+TEXT = EXAMPLES["text"]
 
 
 def with_(base: dict, **changes) -> dict:
@@ -54,7 +71,7 @@ def test_to_dict_round_trips_and_puts_meta_last():
 
 def test_items_are_frozen():
     item = parse_item(MC)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         item.answer = 1  # type: ignore[misc]
 
 
