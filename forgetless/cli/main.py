@@ -29,6 +29,7 @@ def _register_commands() -> None:
     from forgetless.cli import eval, info  # noqa: F401
     from forgetless.cli import compare  # noqa: F401
     from forgetless.cli import train  # noqa: F401
+    from forgetless.cli import merge  # noqa: F401
 
 
 _register_commands()

@@ -16,8 +16,8 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 
 from forgetless.eval.drift import score_texts
-from forgetless.eval.generate import greedy_generate
-from forgetless.eval.loglik import score_multiple_choice
+from forgetless.eval.generate import cut_at_stops, greedy_generate
+from forgetless.eval.loglik import answer_and_score
 from forgetless.eval.prompts import render_prompt, template_fingerprint
 from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteRecord
 from forgetless.eval.summary import summarize
@@ -65,13 +65,11 @@ def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Pro
                 progress(stage, done[0], total)
         return on_batch
 
-    scores = score_multiple_choice(model, tok, contexts, [it.choices for it in items], batch_size=s.batch_size,
-                                   on_batch=tick(f"{suite.name}: multiple choice", len(items)))
-    replies: list[str | None] = [None] * len(items)
-    if s.open_ended:
-        done[0] = 0
-        replies = greedy_generate(model, tok, contexts, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
-                                  stop=s.stop, on_batch=tick(f"{suite.name}: open-ended", len(items)))
+    scores, answered = answer_and_score(model, tok, contexts, [it.choices for it in items], batch_size=s.batch_size,
+                                        max_new_tokens=s.max_new_tokens if s.open_ended else 0,
+                                        on_batch=tick(f"{suite.name}: multiple choice", len(items)))
+    replies: list[str | None] = ([cut_at_stops(r, s.stop) for r in answered] if answered is not None
+                                 else [None] * len(items))
     return [
         ItemResult(suite=suite.name, id=it.id, type="mc", category=it.category, prompt=ctx,
                    choices=list(it.choices), answer=it.answer, logliks=sc.logliks, pred=sc.pred,

@@ -3,7 +3,8 @@
 For each item: loglik(choice) = sum of log p(continuation tokens | context), with context and
 continuation tokenized separately. `acc` takes the argmax of loglik, `acc_norm` the argmax of
 loglik / len(choice in UTF-8 bytes). The context (usually most of the tokens) runs once per
-question; its KV cache is then gathered for every choice of that question.
+question; its KV cache is then gathered for every choice of that question, and serves the
+open-ended answer to the same question too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from forgetless.eval.decode import Prefill, eos_ids_of, greedy_decode, pad_id_of, prefill
 from forgetless.eval.prompts import continuation_text, encode
 
 
@@ -33,45 +35,32 @@ def make_score(logliks: list[float], choices: Sequence[str]) -> McScore:
     return McScore(logliks=logliks, pred=_argmax(logliks), pred_norm=_argmax(norm))
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
-    return ids.to(device), mask.to(device)
-
-
 @torch.no_grad()
-def _score_batch(model: Any, contexts: list[list[int]], conts: list[list[list[int]]], pad_id: int) -> list[list[float]]:
-    """Log-likelihoods for a batch of questions, each with its own list of continuations."""
-    device = next(model.parameters()).device
-    ctx_ids, ctx_mask = _left_pad(contexts, pad_id, device)  # (B, Tc)
-    ctx_pos = (ctx_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ctx_ids, attention_mask=ctx_mask, position_ids=ctx_pos, use_cache=True, logits_to_keep=1)
-    first_logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): predicts each choice's first token
-
+def score_choices(model: Any, pre: Prefill, conts: list[list[list[int]]], pad_id: int) -> list[list[float]]:
+    """Log-likelihood of each continuation after its question's prefilled context."""
+    device = pre.mask.device
+    saved = pre.snapshot()
     owner = [q for q, cs in enumerate(conts) for _ in cs]  # question index of each continuation row
     flat = [c for cs in conts for c in cs]
-    cache = out.cache
-    cache.batch_select_indices(torch.tensor(owner, device=device))
+    rows = torch.tensor(owner, device=device)
+    pre.cache.batch_select_indices(rows)  # every choice row reads its own question's cache
     width = max(len(c) for c in flat)
     cont_ids = torch.full((len(flat), width), pad_id, dtype=torch.long, device=device)
     cont_mask = torch.zeros((len(flat), width), dtype=torch.long, device=device)
     for i, c in enumerate(flat):
         cont_ids[i, : len(c)] = torch.tensor(c, device=device)
         cont_mask[i, : len(c)] = 1
-    rows = torch.tensor(owner, device=device)
-    start = ctx_mask.sum(-1)[rows]  # first continuation position of each row
-    cont_pos = start[:, None] + torch.arange(width, device=device)[None, :]
-    logits = model(input_ids=cont_ids, attention_mask=torch.cat([ctx_mask[rows], cont_mask], dim=1),
-                   position_ids=cont_pos, cache=cache, use_cache=False).logits.float()
-    logp = F.log_softmax(logits[:, :-1], dim=-1)  # position t predicts continuation token t+1
+    cont_pos = pre.lengths[rows][:, None] + torch.arange(width, device=device)[None, :]
+    try:
+        logits = model(input_ids=cont_ids, attention_mask=torch.cat([pre.mask[rows], cont_mask], dim=1),
+                       position_ids=cont_pos, cache=pre.cache, use_cache=False).logits.float()
+    finally:
+        pre.restore(saved)
+    first_logp = F.log_softmax(pre.last_logits, dim=-1)  # (B, V): predicts each choice's first token
     totals = first_logp[rows].gather(1, cont_ids[:, :1]).squeeze(1)
     if width > 1:
-        later = logp.gather(2, cont_ids[:, 1:, None]).squeeze(2) * cont_mask[:, 1:]
-        totals = totals + later.sum(1)
+        logp = F.log_softmax(logits[:, :-1], dim=-1)  # position t predicts continuation token t+1
+        totals = totals + (logp.gather(2, cont_ids[:, 1:, None]).squeeze(2) * cont_mask[:, 1:]).sum(1)
     result, k = [], 0
     for cs in conts:
         result.append(totals[k: k + len(cs)].tolist())
@@ -79,22 +68,37 @@ def _score_batch(model: Any, contexts: list[list[int]], conts: list[list[list[in
     return result
 
 
-def score_multiple_choice(model: Any, tokenizer: Any, contexts: Sequence[str], choices: Sequence[Sequence[str]], *,
-                          batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[McScore]:
-    """Score each (rendered context, choices) pair; batches sorted by length, results in input order."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+def answer_and_score(model: Any, tokenizer: Any, contexts: Sequence[str], choices: Sequence[Sequence[str]], *,
+                     batch_size: int = 16, max_new_tokens: int = 0,
+                     on_batch: Callable[[int], None] | None = None) -> tuple[list[McScore], list[str] | None]:
+    """Score each item's choices and, with `max_new_tokens`, answer it openly from the same prefill."""
+    pad_id = pad_id_of(tokenizer)
+    eos_ids = eos_ids_of(model, tokenizer)
     ctx_tokens = [encode(tokenizer, c) for c in contexts]
     cont_tokens = [[encode(tokenizer, continuation_text(tokenizer, ch)) for ch in chs] for chs in choices]
     order = sorted(range(len(contexts)), key=lambda i: (-len(ctx_tokens[i]), i))
     scores: list[McScore | None] = [None] * len(contexts)
+    replies: list[str] = [""] * len(contexts)
     for b in range(0, len(order), batch_size):
         idx = order[b: b + batch_size]
-        logliks = _score_batch(model, [ctx_tokens[i] for i in idx], [cont_tokens[i] for i in idx], pad_id)
+        with torch.no_grad():
+            pre = prefill(model, [ctx_tokens[i] for i in idx], pad_id)
+            if max_new_tokens:
+                for i, toks in zip(idx, greedy_decode(model, pre, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                                                      pad_id=pad_id)):
+                    replies[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
+            logliks = score_choices(model, pre, [cont_tokens[i] for i in idx], pad_id)
         for i, ll in zip(idx, logliks):
             scores[i] = make_score(ll, choices[i])
         if on_batch:
             on_batch(len(idx))
-    return scores  # type: ignore[return-value]
+    return scores, (replies if max_new_tokens else None)  # type: ignore[return-value]
+
+
+def score_multiple_choice(model: Any, tokenizer: Any, contexts: Sequence[str], choices: Sequence[Sequence[str]], *,
+                          batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[McScore]:
+    """Score each (rendered context, choices) pair; batches sorted by length, results in input order."""
+    return answer_and_score(model, tokenizer, contexts, choices, batch_size=batch_size, on_batch=on_batch)[0]
 
 
 @torch.no_grad()

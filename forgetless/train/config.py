@@ -65,8 +65,8 @@ class ReplaySection(Section):
     @classmethod
     def _fraction_in_range(cls, v: float) -> float:
         if not 0 <= v < 1:
-            raise ValueError(f"must be in [0, 1), got {v}; it is the share of replay in the mix, "
-                             "e.g. 0.25 (1.0 would mean no domain data at all)")
+            raise ValueError(f"must be in [0, 1), got {v} (the share of replay in the mix, e.g. 0.25, "
+                             "while 1.0 would leave no domain data)")
         return v
 
 
@@ -76,13 +76,15 @@ class RegularizerSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(description="Registered regularizer name: ewc, l2sp or kl.")
-    weight: float = Field(1.0, description="Multiplier of the penalty added to the task loss (>= 0).")
+    weight: float | None = Field(None, description="Multiplier of the penalty added to the task loss (>= 0); "
+                                                   "another name for the regularizer's own lambda/alpha/beta "
+                                                   "(default: that option's default).")
 
     @field_validator("weight")
     @classmethod
-    def _weight_not_negative(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError(f"must be >= 0, got {v}; a negative weight rewards drifting away (use 0 to disable)")
+    def _weight_not_negative(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            raise ValueError(f"must be >= 0, got {v} (a negative weight rewards drifting away, 0 disables it)")
         return v
 
     @field_validator("name")
@@ -90,12 +92,34 @@ class RegularizerSpec(BaseModel):
     def _known_name(cls, v: str) -> str:
         registry = _regularizer_registry()
         if registry is not None and v not in registry:
-            raise ValueError(f"unknown regularizer '{v}': {did_you_mean(v, registry.names())}")
+            raise ValueError(f"unknown regularizer '{v}' ({did_you_mean(v, registry.names())})")
         return v
+
+    @model_validator(mode="after")
+    def _known_options(self) -> RegularizerSpec:
+        """Check the options against the regularizer's own config now, not after the model has loaded."""
+        registry = _regularizer_registry()
+        config_class = getattr(registry.get(self.name), "config_class", None) if registry and self.name in registry \
+            else None
+        if config_class is None:
+            return self
+        valid = [n for n, f in config_class.model_fields.items() for n in (n, f.alias) if n] + ["weight"]
+        for key in self.options:
+            if key not in valid:
+                raise ValueError(f"unknown option '{key}' for {self.name} ({did_you_mean(key, sorted(set(valid)))})")
+        try:
+            config_class(**self.arguments())
+        except ForgetlessError as e:
+            raise ValueError(e.message) from None
+        return self
 
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def arguments(self) -> dict[str, Any]:
+        """The regularizer's config as a dict: its options, plus `weight` when given."""
+        return {**self.options, **({"weight": self.weight} if self.weight is not None else {})}
 
 
 class BudgetSection(Section):
@@ -164,8 +188,8 @@ class TrainConfig(Section):
     @classmethod
     def _positive_lr(cls, v: float | None) -> float | None:
         if v is not None and not v > 0:
-            raise ValueError(f"must be > 0, got {v}; typical: 1e-5..2e-5 for full fine-tuning, "
-                             "1e-4..3e-4 for LoRA")
+            raise ValueError(f"must be > 0, got {v} (typical: 1e-5..2e-5 for full fine-tuning, "
+                             "1e-4..3e-4 for LoRA)")
         return v
 
     @model_validator(mode="after")
@@ -173,7 +197,7 @@ class TrainConfig(Section):
         names = [r.name for r in self.regularizers]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"regularizer '{dup[0]}' listed twice; merge the two entries")
+            raise ValueError(f"regularizer '{dup[0]}' is listed twice (merge the two entries)")
         return self
 
 
@@ -222,7 +246,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return text
 
 
-def format_errors(error: ValidationError, root: type[BaseModel] = None) -> str:
+def format_errors(error: ValidationError, root: type[BaseModel] | None = None) -> str:
     """All validation errors on one line, '; '-joined, each naming the key, the value and the fix."""
     root = root or TrainConfig
     parts = []
@@ -238,8 +262,9 @@ def format_errors(error: ValidationError, root: type[BaseModel] = None) -> str:
             desc = field.model_fields[loc[-1]].description if field and loc[-1] in field.model_fields else None
             parts.append(f"missing key '{key}'" + (f" ({desc})" if desc else ""))
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            shown = "" if "got" in msg else f" (got {err.get('input')!r})"
+            msg = err["msg"].replace("Value error, ", "")
+            value = err.get("input")
+            shown = "" if "got" in msg or isinstance(value, dict) else f" (got {value!r})"
             parts.append(f"{key}: {msg}{shown}")
     return "; ".join(parts)
 
@@ -352,3 +377,11 @@ def field_docs(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[t
             "[]" if field.default_factory is list else repr(field.default))
         rows.append((key, default, field.description or ""))
     return rows
+
+
+def markdown_reference() -> str:
+    """The config reference table of docs/training.md, generated from the field descriptions."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for key, default, description in field_docs():
+        lines.append(f"| `{key}` | {f'`{default}`' if default else ''} | {description.replace('|', '/')} |")
+    return "\n".join(lines)

@@ -52,14 +52,17 @@ def apply_lora(model: nn.Module, lora: LoraSection, freeze: FreezeSection) -> An
     from peft import LoraConfig, get_peft_model
 
     kwargs: dict[str, Any] = {}
+    targets = lora.target_modules
     if freeze.layers:
         n = len(transformer_blocks(model))
         if freeze.layers >= n:
             raise ForgetlessError(f"freeze.layers is {freeze.layers}: no block of the {n} would get adapters",
                                   hint=f"use at most {n - 1}")
         kwargs["layers_to_transform"] = list(range(freeze.layers, n))
+        if targets == "all-linear":  # PEFT takes a layer subset only with explicit module names
+            targets = block_linear_names(model)
     config = LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=lora.target_modules, **kwargs)
+                        target_modules=targets, **kwargs)
     try:
         peft_model = get_peft_model(model, config)
     except ValueError as e:
@@ -67,6 +70,13 @@ def apply_lora(model: nn.Module, lora: LoraSection, freeze: FreezeSection) -> An
                               hint="check lora.target_modules against the model's module names") from None
     check_base_frozen(peft_model)
     return peft_model
+
+
+def block_linear_names(model: nn.Module) -> list[str]:
+    """Short names of the linear layers inside the transformer blocks (what 'all-linear' means there)."""
+    names = {name.rsplit(".", 1)[-1] for name, m in transformer_blocks(model).named_modules()
+             if isinstance(m, nn.Linear)}
+    return sorted(names)
 
 
 def check_base_frozen(model: nn.Module) -> None:

@@ -18,13 +18,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import yaml
+from transformers.trainer_callback import PrinterCallback
 
 from forgetless.errors import ForgetlessError
 from forgetless.io import atomic_write_json, atomic_write_text, check_output_path, write_jsonl
@@ -35,9 +38,12 @@ from forgetless.train.config import TrainConfig, dump_config
 from forgetless.train.data import ExampleDataset, Tokenized, collator_for, read_records, tokenize_records
 from forgetless.train.freeze import apply_lora, freeze_bottom, trainable_summary
 from forgetless.train.replay import mix, replay_count, replay_records, sample
-from forgetless.train.trainer import ForgetlessTrainer, NonFiniteGuard
+from forgetless.train.trainer import ForgetlessTrainer, LogLastStep, NonFiniteGuard
 
 Notify = Callable[[str], None]
+# Settings a checkpoint depends on (weights' shapes, data order); others may change on --resume.
+MUST_MATCH_ON_RESUME = {"model", "data", "method", "lora", "freeze", "seed", "batch_size",
+                        "gradient_accumulation_steps", "max_length", "replay", "dtype"}
 
 
 @dataclass
@@ -74,36 +80,58 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     notify = notify or (lambda message: None)
     config = presets.resolve(config)
     run_dir = prepare_run_dir(config, resume, notify)
-    previous = seed_everything(config.seed, config.deterministic)
+    restore = seed_everything(config.seed, config.deterministic)
     try:
-        loaded = load_base(config)
-        data = build_data(config, loaded)
-        warnings = presets.risk_warnings(config, data.counts["domain_examples"]) + data.notes
-        for message in warnings:
-            notify(message)
-        model = apply_method(config, loaded.model)
-        trainable = trainable_summary(model)
-        regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
-        guard = NonFiniteGuard()
-        trainer = ForgetlessTrainer(
-            model=model, args=training_arguments(config, run_dir, progress=progress),
-            train_dataset=ExampleDataset(data.stream), data_collator=collator_for(loaded.tokenizer),
-            processing_class=loaded.tokenizer, callbacks=[guard, *callbacks], regularizers=regularizers, guard=guard)
-        checkpoint = last_checkpoint(run_dir) if resume else None
-        trainer.train(resume_from_checkpoint=checkpoint)
+        with _quiet_deprecations():
+            loaded = load_base(config)
+            data = build_data(config, loaded)
+            risks = presets.risk_warnings(config, data.counts["domain_examples"]) + data.notes
+            for message in risks:
+                notify(message)
+            model = apply_method(config, loaded.model)
+            trainable = trainable_summary(model)
+            regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
+            guard = NonFiniteGuard()
+            trainer = ForgetlessTrainer(
+                model=model, args=training_arguments(config, run_dir, progress=progress),
+                train_dataset=ExampleDataset(data.stream), data_collator=collator_for(loaded.tokenizer),
+                processing_class=loaded.tokenizer, callbacks=[guard, LogLastStep(), *callbacks],
+                regularizers=regularizers, guard=guard)
+            if not progress:
+                trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
+            checkpoint = last_checkpoint(run_dir) if resume else None
+            fit(trainer, checkpoint)
     finally:
-        torch.use_deterministic_algorithms(previous)
+        restore()
     history = [dict(row) for row in trainer.state.log_history]
     write_jsonl(run_dir / "train_log.jsonl", history)
     if guard.bad is not None:
         raise nonfinite_error(guard, run_dir, config)
     save_weights(trainer, config, loaded, run_dir)
     result = TrainResult(run_dir=run_dir, steps=trainer.state.global_step, final_loss=_final_loss(history),
-                         seconds=round(time.time() - clock, 2), warnings=warnings, counts=data.counts,
+                         seconds=round(time.time() - clock, 2), warnings=risks, counts=data.counts,
                          trainable=trainable, log_history=history)
     if trainer.is_world_process_zero():
         write_run_file(result, config, loaded, started, resumed_from=checkpoint)
     return result
+
+
+@contextmanager
+def _quiet_deprecations() -> Iterator[None]:
+    """transformers' own deprecated internal calls: not actionable by users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def fit(trainer: ForgetlessTrainer, checkpoint: str | None) -> None:
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except RuntimeError as e:
+        if "deterministic" not in str(e):
+            raise
+        raise ForgetlessError(f"an operation has no deterministic implementation here: "
+                              f"{str(e).splitlines()[0][:160]}", hint="set deterministic: false") from None
 
 
 # --- run folder ---------------------------------------------------------------------------------
@@ -113,9 +141,10 @@ def prepare_run_dir(config: TrainConfig, resume: bool, notify: Notify) -> Path:
     """Check the run folder before any compute: a new run never overwrites an old one."""
     if not config.out:
         raise ForgetlessError("no run folder given", hint="set `out:` in the config or pass --out DIR")
-    run_dir = check_output_path(config.out)
+    run_dir = Path(config.out).expanduser()
     if run_dir.exists() and not run_dir.is_dir():
         raise ForgetlessError("run folder path is a file", where=run_dir)
+    check_output_path(run_dir / RUN_FILE)  # refuse an unwritable location before any compute
     if resume:
         if last_checkpoint(run_dir) is None:
             raise ForgetlessError("nothing to resume: no checkpoint in this run folder", where=run_dir / "checkpoints",
@@ -123,6 +152,11 @@ def prepare_run_dir(config: TrainConfig, resume: bool, notify: Notify) -> Path:
         saved = run_dir / "config.yaml"
         if saved.exists():
             changed = _changed_keys(yaml.safe_load(saved.read_text()), config.model_dump(mode="json"))
+            fixed = [k for k in changed if k.split(".")[0] in MUST_MATCH_ON_RESUME]
+            if fixed:
+                raise ForgetlessError(f"cannot resume with changed {', '.join(fixed)}: the checkpoint was made "
+                                      "with other weights or another data order", where=saved,
+                                      hint="restore those settings, or start a new run")
             if changed:
                 notify(f"resuming with settings that differ from the saved config: {', '.join(changed)}")
     elif run_dir.exists() and any(run_dir.iterdir()):
@@ -197,17 +231,25 @@ def nonfinite_error(guard: NonFiniteGuard, run_dir: Path, config: TrainConfig) -
 # --- setup --------------------------------------------------------------------------------------
 
 
-def seed_everything(seed: int, deterministic: bool) -> bool:
-    """Seed Python, NumPy and torch; returns the previous deterministic-algorithms flag to restore."""
+def seed_everything(seed: int, deterministic: bool) -> Callable[[], None]:
+    """Seed Python, NumPy and torch, and pick deterministic kernels; returns a function undoing the latter."""
     from transformers import set_seed
 
-    previous = torch.are_deterministic_algorithms_enabled()
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+                torch.backends.cuda.cudnn_sdp_enabled())
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.use_deterministic_algorithms(True)  # also makes flash/mem-efficient attention deterministic
         torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention has no deterministic backward
+
+    def restore() -> None:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+        torch.backends.cuda.enable_cudnn_sdp(previous[2])
+
     set_seed(seed)
-    return previous
+    return restore
 
 
 def load_base(config: TrainConfig) -> LoadedModel:
@@ -285,13 +327,9 @@ def setup_regularizers(config: TrainConfig, model: Any, reference: list[dict[str
     batches = [{k: v.to(device) for k, v in collate(reference[i:i + config.batch_size]).items()}
                for i in range(0, len(reference), config.batch_size)]
     out = []
-    for i, spec in enumerate(config.regularizers):
-        cls = REGULARIZERS.get(spec.name)
-        try:
-            reg = cls(weight=spec.weight, **spec.options)
-        except TypeError as e:
-            raise ForgetlessError(f"regularizers[{i}] ({spec.name}): {e}") from None
-        reg.setup(model, reference_batches=batches)
+    for spec in config.regularizers:
+        reg = REGULARIZERS.get(spec.name)(spec.arguments())
+        reg.setup(model, reference_batches=batches or None)
         out.append((f"penalty_{spec.name}", reg))
     return out
 
@@ -306,12 +344,27 @@ def training_arguments(config: TrainConfig, run_dir: Path, *, progress: bool) ->
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio
-        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1, logging_steps=config.logging_steps, logging_nan_inf_filter=False,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        seed=config.seed, data_seed=config.seed, report_to=config.report_to, use_cpu=device.type == "cpu",
-        bf16=bf16, fp16=cuda and config.dtype == "float16", remove_unused_columns=False,
-        disable_tqdm=not progress, dataloader_num_workers=0, gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        lr_scheduler_type=config.lr_scheduler, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1, logging_steps=config.logging_steps,
+        logging_nan_inf_filter=False, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
+        report_to=config.report_to, use_cpu=device.type == "cpu", bf16=bf16, fp16=cuda and config.dtype == "float16",
+        remove_unused_columns=False, disable_tqdm=not progress, dataloader_num_workers=0,
+        **_renamed_arguments(TrainingArguments, config),
     )
+
+
+def _renamed_arguments(arguments_class: type, config: TrainConfig) -> dict[str, Any]:
+    """Arguments whose names changed across transformers 5.x releases (warm-up ratio, checkpointing)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(arguments_class)}
+    out: dict[str, Any] = {}
+    if "warmup_ratio" in names:
+        out["warmup_ratio"] = config.warmup_ratio
+    else:
+        out["warmup_steps"] = config.warmup_ratio  # newer releases: a float < 1 is a ratio
+    if config.gradient_checkpointing:
+        name = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+        out |= {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+    return out

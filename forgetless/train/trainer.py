@@ -38,6 +38,15 @@ class NonFiniteGuard(TrainerCallback):
         return control
 
 
+class LogLastStep(TrainerCallback):
+    """Logs the final step too, so the last loss (and penalties) of a run always reach the log."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
+
+
 class ForgetlessTrainer(Trainer):
     """`Trainer` whose loss adds the penalties of `regularizers`, a list of (log name, regularizer).
 
@@ -59,10 +68,13 @@ class ForgetlessTrainer(Trainer):
                                              num_items_in_batch=num_items_in_batch)
         # The Trainer divides the returned loss by the accumulation steps unless the task loss was
         # already normalized over the whole accumulated batch; penalties must match that scale.
-        scaled = self.loss_is_scaled_for_ga if self.loss_is_scaled_for_ga is not None else (
-            (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None)
-        ga = self.current_gradient_accumulation_steps if scaled else 1
-        report = 1 if scaled else self.current_gradient_accumulation_steps  # per-step share, for logs
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)  # an attribute since transformers 5.2x
+        if scaled is None:
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or \
+                self.compute_loss_func is not None
+        steps = getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
+        ga = steps if scaled else 1
+        report = 1 if scaled else steps  # per-step share, for logs
         terms = {"loss_task": task}
         loss = task
         if model.training and self.regularizers:
@@ -76,7 +88,8 @@ class ForgetlessTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _record(self, terms: dict[str, torch.Tensor], report: int) -> None:
-        values = {k: float(v.detach().float()) / report for k, v in terms.items()}  # one sync per step
+        numbers = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()  # one sync
+        values = {k: x / report for k, x in zip(terms, numbers)}
         if not self._sums:
             self._window_start = self.state.global_step
         for key, value in values.items():

@@ -135,3 +135,24 @@ def test_save_load_roundtrip(tmp_path, dtype):
     assert torch.allclose(loaded["w"], fisher["w"], rtol=1e-2 if dtype != "fp32" else 0, atol=0)
     with pytest.raises(ForgetlessError, match="not found"):
         load_fisher(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ForgetlessError, match="not a readable safetensors"):
+        load_fisher(tmp_path / "junk.safetensors")
+
+
+def test_tied_embeddings_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32)).double()
+    model.config._attn_implementation = "eager"
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 64, (3, 8), generator=g)
+    mask = torch.ones_like(ids)
+    mask[2, 6:] = 0
+    labels = torch.where(mask.bool(), ids, -100)
+    labels[:, :2] = -100
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    fisher = diagonal_fisher(model, [batch], strategy="vmap")
+    assert "transformer.wte.weight" in fisher  # one entry for the tied embedding / head
+    assert max_diff(fisher, fisher_bruteforce(model, [batch])) < 1e-6

@@ -235,3 +235,13 @@ def test_negative_weights_refused_all_errors_at_once():
 def test_penalty_before_setup_refused(build_llama):
     with pytest.raises(ForgetlessError, match="before setup"):
         L2SP().penalty(build_llama())
+
+
+def test_generic_weight_name_as_the_recipe_passes_it():
+    assert EWC(weight=3.0).config.lambda_ == 3.0
+    assert build_regularizer("l2sp", {"weight": 0.2}).config.alpha == 0.2
+    assert KLToBase(weight=0.5, positions="attention").config.beta == 0.5
+    with pytest.raises(ForgetlessError, match="not both"):
+        EWC(weight=1.0, **{"lambda": 2.0})
+    with pytest.raises(ForgetlessError, match="must be a number >= 0"):
+        L2SP(weight=-1)

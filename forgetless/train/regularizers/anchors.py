@@ -9,7 +9,7 @@ Two kinds of trained weights:
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn

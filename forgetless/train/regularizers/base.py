@@ -9,10 +9,11 @@ each penalty already multiplied by its own weight, and logged on its own under `
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from torch import Tensor, nn
 
 from forgetless.errors import ForgetlessError
@@ -20,7 +21,7 @@ from forgetless.registry import Registry
 
 Batch = dict[str, Tensor]
 
-REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:
@@ -43,9 +44,23 @@ class RegularizerConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as e:
-            raise ForgetlessError(
-                _describe(e.errors()), where=self.section, hint="weights must be numbers >= 0; see --help"
-            ) from None
+            field = type(self).model_fields.get(self.weight_field)
+            weight_name = (field.alias if field else None) or self.weight_field or "weight"
+            bad_weight = any(err["loc"][:1] in ((weight_name,), (self.weight_field,)) for err in e.errors())
+            hint = f"{weight_name} (or weight) must be a number >= 0; 0 turns it off" if bad_weight else "see --help for the options"
+            raise ForgetlessError(_describe(e.errors()), where=self.section, hint=hint) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generic_weight(cls, data: Any) -> Any:
+        """`weight` is accepted for every regularizer as another name of its own (lambda/alpha/beta)."""
+        if isinstance(data, dict) and "weight" in data:
+            field = cls.model_fields[cls.weight_field]
+            names = {cls.weight_field, field.alias}
+            if names & set(data):
+                raise ValueError(f"give either weight or {field.alias or cls.weight_field}, not both")
+            data = {k: v for k, v in data.items() if k != "weight"} | {field.alias or cls.weight_field: data["weight"]}
+        return data
 
     @property
     def weight(self) -> float:

@@ -14,7 +14,8 @@ adapted weight (as large as W, unlike A and B), plus a copy of directly trained 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -35,7 +36,8 @@ class EWCConfig(RegularizerConfig):
 
     lambda_: float = Field(1.0, ge=0, alias="lambda", description="Penalty weight (lambda >= 0); 0 turns EWC off.")
     fisher_normalize: Literal["none", "mean", "max"] = Field(
-        "mean", description="Rescale the Fisher so its mean (or max) is 1; makes lambda comparable across models."
+        "mean", description="Rescale the Fisher so its mean (or max) is 1. With 'mean', lambda is on the scale of "
+        "l2sp's alpha (EWC = L2-SP reweighted by importance) and comparable across models and data.",
     )
     fisher_max_examples: int | None = Field(256, gt=0, description="Reference examples used for the Fisher.")
     fisher_empirical: bool = Field(True, description="Labels from the data (True) or sampled from the model (False).")
@@ -60,7 +62,7 @@ class EWC(Regularizer):
         fisher = self.given_fisher
         if fisher is None:
             fisher = self._compute_fisher(model, reference_batches)
-        by_key = {canonical_name(n): f for n, f in normalize_fisher(fisher, self.config.fisher_normalize).items()}
+        by_key = {canonical_name(n): f for n, f in fisher.items()}
         missing = [n for n in self.anchors.names() if canonical_name(n) not in by_key]
         if missing:
             raise ForgetlessError(
@@ -68,7 +70,8 @@ class EWC(Regularizer):
                 where=self.config.section, hint="compute it on the same model and trainable parameters",
             )
         weights = dict(model.named_parameters())
-        self.fisher = {n: by_key[canonical_name(n)].to(weights[n].device, torch.float32) for n in self.anchors.names()}
+        used = {n: by_key[canonical_name(n)].to(weights[n].device, torch.float32) for n in self.anchors.names()}
+        self.fisher = normalize_fisher(used, self.config.fisher_normalize)  # over the trained weights only
         self.ready = True
 
     def _compute_fisher(self, model: nn.Module, batches: Iterable[Batch] | None) -> dict[str, Tensor]:
@@ -79,10 +82,10 @@ class EWC(Regularizer):
             )
         batches = _first_examples(batches, self.config.fisher_max_examples)  # may be read twice
         named = dict(model.named_parameters())
-        kwargs = dict(
-            max_examples=self.config.fisher_max_examples, empirical=self.config.fisher_empirical,
-            chunk_size=self.config.fisher_chunk_size,
-        )
+        kwargs = {
+            "max_examples": self.config.fisher_max_examples, "empirical": self.config.fisher_empirical,
+            "chunk_size": self.config.fisher_chunk_size,
+        }
         fisher: dict[str, Tensor] = {}
         if self.anchors.sites:  # base weights W, judged by the base model: adapters off
             with adapters_disabled(model):

@@ -19,7 +19,8 @@ The base forward runs like the model's (same mode); models with dropout add nois
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field

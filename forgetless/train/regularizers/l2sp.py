@@ -8,7 +8,8 @@ computed from two r x r products per layer. EWC with a Fisher of all ones; needs
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from pydantic import Field
 from torch import Tensor, nn

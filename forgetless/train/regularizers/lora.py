@@ -17,11 +17,10 @@ base model can anchor a LoRA run.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
-import torch
 from torch import Tensor, nn
 
 from forgetless.errors import ForgetlessError
@@ -131,8 +130,9 @@ def lora_effective_updates(model: nn.Module) -> dict[str, Tensor]:
 def lora_parameter_ids(model: nn.Module) -> set[int]:
     """ids of the A/B factor tensors of every LoRA layer (trainable or not)."""
     ids: set[int] = set()
+    types = _lora_layer_types()
     for layer in model.modules():
-        if isinstance(layer, _lora_layer_types()):
+        if types and isinstance(layer, types):
             for attr in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
                 ids.update(id(p) for p in getattr(layer, attr, nn.ModuleDict()).parameters())
     return ids

@@ -1,0 +1,87 @@
+"""Prefill once, then score choices and/or decode greedily from the same KV cache.
+
+A multiple-choice item is asked twice (scored by log-likelihood, and answered openly); both read the
+same context, so its forward pass runs once. Contexts are left-padded, with explicit position ids,
+so a padded batch computes what each prompt alone would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+
+@dataclass
+class Prefill:
+    cache: Any  # transformers Cache holding the contexts, (B, heads, T, dim) per layer
+    mask: torch.Tensor  # (B, T) attention mask, 0 on left padding
+    last_logits: torch.Tensor  # (B, V) next-token logits after each context
+    lengths: torch.Tensor  # (B,) real context tokens per row
+
+    def snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The cache grows by concatenation (new tensors), so keeping references is a free snapshot."""
+        return [(layer.keys, layer.values) for layer in self.cache.layers]
+
+    def restore(self, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for layer, (keys, values) in zip(self.cache.layers, saved):
+            layer.keys, layer.values = keys, values
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def eos_ids_of(model: Any, tokenizer: Any) -> list[int]:
+    """Every token that ends a reply: the generation config's eos ids and the tokenizer's."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
+
+
+@torch.no_grad()
+def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefill:
+    device = next(model.parameters()).device
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    return Prefill(cache=out.cache, mask=mask, last_logits=out.logits[:, -1].float(), lengths=mask.sum(-1))
+
+
+@torch.no_grad()
+def greedy_decode(model: Any, pre: Prefill, *, max_new_tokens: int, eos_ids: Sequence[int],
+                  pad_id: int) -> list[list[int]]:
+    """Greedy tokens after each context (eos excluded); the prefill's cache is left as it was."""
+    saved = pre.snapshot()
+    device = pre.mask.device
+    batch = pre.mask.shape[0]
+    eos = torch.tensor(list(eos_ids), device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    mask, positions, cache = pre.mask, pre.lengths.clone(), pre.cache
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    next_token = pre.last_logits.argmax(-1)
+    try:
+        for step in range(max_new_tokens):
+            done |= torch.isin(next_token, eos)
+            for row in (~done).nonzero().flatten().tolist():
+                tokens[row].append(int(next_token[row]))
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            feed = torch.where(done, torch.full_like(next_token, pad_id), next_token)
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+            out = model(input_ids=feed[:, None], attention_mask=mask, position_ids=positions[:, None], cache=cache,
+                        use_cache=True)
+            cache, positions = out.cache, positions + 1
+            next_token = out.logits[:, -1].argmax(-1)
+    finally:
+        pre.restore(saved)
+    return tokens

@@ -1,0 +1,104 @@
+"""Training data: formats, file:line errors, the response-only loss mask on the real tokenizer, padding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from forgetless.errors import ForgetlessError
+from forgetless.models.loading import resolve
+from forgetless.train.data import IGNORE_INDEX, PadCollator, read_records, resolve_data_path, tokenize_records
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    folder, _, _ = resolve("smollm2-135m")  # the converted built-in's folder; no weights loaded
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def jsonl(tmp_path, rows, name="d.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def labelled_text(tokenizer, example) -> str:
+    return tokenizer.decode([t for t in example["labels"] if t != IGNORE_INDEX])
+
+
+def test_prompt_response_mask_covers_exactly_the_response(tokenizer, tmp_path):
+    path = jsonl(tmp_path, [{"prompt": "What is the capital of France?", "response": "Paris, on the Seine."}])
+    example = tokenize_records(read_records(path), tokenizer, 256).examples[0]
+    assert labelled_text(tokenizer, example) == "Paris, on the Seine." + tokenizer.eos_token
+    labelled = [i for i, t in enumerate(example["labels"]) if t != IGNORE_INDEX]
+    assert labelled == list(range(labelled[0], labelled[-1] + 1))  # one contiguous span
+    assert [example["input_ids"][i] for i in labelled] == [example["labels"][i] for i in labelled]
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"},
+                                              {"role": "assistant", "content": "Paris, on the Seine."}],
+                                             tokenize=False)
+    assert tokenizer.decode(example["input_ids"]) == rendered
+
+
+def test_multi_turn_messages_learn_every_assistant_turn(tokenizer, tmp_path):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"},
+                {"role": "assistant", "content": "Goodbye."}]
+    example = tokenize_records(read_records(jsonl(tmp_path, [{"messages": messages}])), tokenizer, 256).examples[0]
+    eos = tokenizer.eos_token
+    assert labelled_text(tokenizer, example) == f"Hello!{eos}Goodbye.{eos}"
+    assert "Be brief" not in labelled_text(tokenizer, example)
+
+
+def test_raw_text_learns_every_token_and_truncates(tokenizer, tmp_path):
+    records = read_records(jsonl(tmp_path, [{"text": "one two three " * 40}, {"text": "short"}]))
+    data = tokenize_records(records, tokenizer, 32)
+    long, short = data.examples
+    assert len(long["input_ids"]) == 32 and long["labels"] == long["input_ids"] and data.truncated == 1
+    assert short["input_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_prompt_longer_than_max_length_is_dropped_and_reported(tokenizer, tmp_path):
+    path = jsonl(tmp_path, [{"prompt": "word " * 200, "response": "ok"}, {"prompt": "q", "response": "a"}])
+    data = tokenize_records(read_records(path), tokenizer, 64)
+    assert len(data.examples) == 1 and data.dropped == [f"{path}:1"]
+
+
+@pytest.mark.parametrize("rows, line, message", [
+    ([{"prompt": "q", "response": "a"}, {"text": "t"}], 2, "file started with 'prompt_response'"),
+    ([{"prompt": "q", "answer": "a"}], 1, "unknown field 'answer'"),
+    ([{"prompt": "q"}], 1, "match no format"),
+    ([{"text": "ok"}, {"text": ""}], 2, "non-empty string"),
+    ([{"prompt": "q", "response": 3}], 1, "'response' must be a non-empty string"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], 1, "no assistant message"),
+    ([{"messages": [{"role": "bot", "content": "hi"}]}], 1, "role 'bot'"),
+    ([{"messages": [{"role": "assistant", "content": "hi"}]}], 1, "first message is from the assistant"),
+    ([{"messages": "hello"}], 1, "non-empty list"),
+    ([{"text": "a"}, "{not json"], 2, "invalid JSON"),
+])
+def test_bad_records_name_file_and_line(tmp_path, rows, line, message):
+    path = jsonl(tmp_path, rows)
+    with pytest.raises(ForgetlessError) as e:
+        read_records(path)
+    assert f"{path}:{line}" in str(e.value) and message in str(e.value)
+
+
+def test_metadata_fields_are_allowed(tmp_path):
+    records = read_records(jsonl(tmp_path, [{"id": 7, "prompt": "q", "response": "a", "category": "x"}]))
+    assert records[0].format == "prompt_response"
+
+
+def test_builtin_prefix_points_into_the_package():
+    path = resolve_data_path("builtin:domain/train.jsonl")
+    assert path.parts[-4:] == ("forgetless", "data", "domain", "train.jsonl")
+
+
+def test_collator_right_pads():
+    batch = PadCollator(pad_token_id=9)([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
+                                         {"input_ids": [4], "labels": [4]}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 9, 9]]
+    assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["input_ids"].dtype == torch.long

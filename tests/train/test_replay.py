@@ -1,0 +1,104 @@
+"""Replay: exact share of the mix, deterministic sampling and shuffling, self-replay generated once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from forgetless.models.loading import resolve
+from forgetless.train import replay
+from forgetless.train.data import read_records
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve("smollm2-135m")[0])
+
+
+@pytest.fixture()
+def general(tmp_path, monkeypatch):
+    """A stand-in for the bundled general set (the real one may not be written yet)."""
+    path = tmp_path / "general.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Question {i}?", "response": f"Answer {i}."}) + "\n"
+                            for i in range(10)))
+    monkeypatch.setattr(replay, "bundled_replay_path", lambda: path)
+    monkeypatch.setenv("FORGETLESS_HOME", str(tmp_path / "home"))
+    return path
+
+
+@pytest.mark.parametrize("n, fraction, expected", [(100, 0.0, 0), (100, 0.25, 33), (100, 0.5, 100),
+                                                   (3, 0.25, 1), (8, 0.5, 8)])
+def test_replay_is_an_exact_share_of_the_mix(n, fraction, expected):
+    k = replay.replay_count(n, fraction)
+    assert k == expected
+    if k:
+        assert abs(k / (n + k) - fraction) <= 0.5 / (n + k) + 1e-9  # as close as whole examples allow
+
+
+def test_sampling_is_deterministic_and_repeats_only_when_needed():
+    items = list(range(10))
+    assert replay.sample(items, 6, seed=1) == replay.sample(items, 6, seed=1)
+    assert replay.sample(items, 6, seed=1) != replay.sample(items, 6, seed=2)
+    assert len(set(replay.sample(items, 10, seed=0))) == 10  # no repeats when the source suffices
+    counts = [replay.sample(items, 25, seed=0).count(i) for i in items]
+    assert sorted(set(counts)) == [2, 3]  # each used floor or ceil of 25/10 times
+
+
+def test_mix_is_a_seeded_shuffle():
+    domain, extra = list(range(8)), ["r1", "r2"]
+    assert replay.mix(domain, extra, 3) == replay.mix(domain, extra, 3)
+    assert sorted(map(str, replay.mix(domain, extra, 3))) == sorted(map(str, domain + extra))
+    assert replay.mix(domain, extra, 3) != replay.mix(domain, extra, 4)
+
+
+def test_bundled_and_file_sources(general):
+    assert len(replay.replay_records("bundled")) == 10
+    assert len(replay.replay_records(str(general))) == 10
+
+
+def test_self_replay_is_generated_once_and_cached(general, tokenizer, monkeypatch):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=1)
+    model = LlamaForCausalLM(config).eval()
+    calls = []
+    real_generate = replay._generate
+
+    def counting(*args, **kwargs):
+        calls.append(args[2])
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "_generate", counting)
+    kwargs = dict(model=model, tokenizer=tokenizer, model_path="/models/tiny", num_prompts=4, max_new_tokens=6)
+    first = replay.replay_records("self", **kwargs)
+    second = replay.replay_records("self", **kwargs)
+    assert len(calls) == 1 and calls[0] == [f"Question {i}?" for i in range(4)]
+    assert [r.data for r in first] == [r.data for r in second]
+    assert all(r.format == "prompt_response" for r in first)
+    cache = replay.self_replay_cache_path("/models/tiny", calls[0], 6)
+    assert cache.exists() and cache.parent == general.parent / "home" / "replay"
+    replay.replay_records("self", **{**kwargs, "max_new_tokens": 7})  # other settings: a new cache entry
+    assert len(calls) == 2
+    assert tokenizer.padding_side == "right"  # restored after left-padded generation
+
+
+def test_greedy_batched_generation_matches_one_by_one(tokenizer):
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config).eval()
+    prompts = ["Hi", "What is a long question with many words in it?"]
+    batched = replay._generate(model, tokenizer, prompts, 5, batch_size=2)
+    single = [replay._generate(model, tokenizer, [p], 5)[0] for p in prompts]
+    assert batched == single
+
+
+def test_user_replay_file_may_use_any_format(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"text": "general text"}) + "\n")
+    assert read_records(path)[0].format == "text"
+    assert replay.replay_records(str(path))[0].data["text"] == "general text"
