@@ -26,10 +26,7 @@ def _root(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress b
 
 def _register_commands() -> None:
     """Each module adds its own subcommands; importing them here keeps `main` tiny."""
-    from forgetless.cli import eval, info  # noqa: F401
-    from forgetless.cli import compare  # noqa: F401
-    from forgetless.cli import train  # noqa: F401
-    from forgetless.cli import merge  # noqa: F401
+    from forgetless.cli import compare, demo, eval, info, merge, run, train  # noqa: F401
 
 
 _register_commands()

@@ -159,4 +159,5 @@ def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES,
                    else reference.describe() if isinstance(reference, LoadedModel) else None),
         suites=[SuiteRecord(name=x.name, path=str(x.path) if x.path else None, sha256=x.sha256, counts=x.counts())
                 for x in loaded_suites],
-        settings=settings_record, versions=_versions(), summary=summarize(items), timings=timings, items=items)
+        settings=settings_record, versions=_versions(), summary=summarize(items), timings=timings,
+        training=model.training, items=items)

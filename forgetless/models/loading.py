@@ -43,6 +43,7 @@ class LoadedModel:
     adapter: str | None = None
     converted: bool = False  # True when this call ran a GGUF conversion
     info: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] | None = None  # a run folder's resolved training config
 
     @property
     def device(self) -> torch.device:
@@ -188,6 +189,7 @@ def load_model(spec: str, *, adapter: str | Path | None = None, device: str | No
     if source == "run":
         run = json.loads((Path(location) / RUN_FILE).read_text())
         info["run"] = location
+        training = _run_training(Path(location), run)
         if run.get("adapter"):
             base = load_model(run["base_model"], device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                               allow_pickle=allow_pickle)
@@ -195,6 +197,7 @@ def load_model(spec: str, *, adapter: str | Path | None = None, device: str | No
             base.model = load_adapter(base.model, adapter)
             base.spec, base.source, base.adapter = spec, "run", str(adapter)
             base.info.update(info, base_model=run["base_model"])
+            base.training = training
             return base
         location = str(Path(location) / run["model"])
         info["base_model"] = run["base_model"]
@@ -203,4 +206,14 @@ def load_model(spec: str, *, adapter: str | Path | None = None, device: str | No
     if adapter is not None:
         model = load_adapter(model, adapter)
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source, path=location,
-                       adapter=str(adapter) if adapter else None, converted=converted, info=info)
+                       adapter=str(adapter) if adapter else None, converted=converted, info=info,
+                       training=training if source == "run" else None)
+
+
+def _run_training(run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """What `compare` needs to know about a run: its resolved config plus the data counts."""
+    import yaml
+
+    config_file = run_dir / run.get("config", "config.yaml")
+    config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+    return {**(config or {}), "n_examples": (run.get("data") or {}).get("domain_examples"), "steps": run.get("steps")}

@@ -6,7 +6,7 @@ Used for `gen` items and for the open-ended twin of `mc` items. Four modes:
 - `normalized`: `normalize(reply) == normalize(answer)`.
 - `contains`: the normalized answer occurs in the normalized reply as whole words
   ("paris" is found in "The capital is Paris." but "art" is not found in "a planet apart").
-- `number`: the first number in the reply equals an answer numerically ("1,200" == "1200.0").
+- `number`: the last number in the reply (models restate the question first) equals an answer numerically ("1,200" == "1200.0").
 
 All functions here are pure and never raise on any input string.
 """
@@ -138,7 +138,7 @@ def matches(reply: str, answers: list[str], mode: MatchMode = "contains") -> boo
         if not found:
             return False
         targets = [parse_number(a) for a in answers]
-        return any(t is not None and numbers_equal(found[0], t) for t in targets)
+        return any(t is not None and numbers_equal(found[-1], t) for t in targets)
     raise ForgetlessError(f"unknown match mode '{mode}'", hint=did_you_mean(str(mode), list(MATCH_MODES)))
 
 

@@ -131,8 +131,9 @@ class BudgetSection(Section):
 
 class MonitorSection(Section):
     every: int = Field(50, gt=0, description="Measure forgetting every this many optimizer steps.")
-    mc_items: int = Field(100, ge=0, description="Multiple-choice items scored at each check.")
-    gen_items: int = Field(20, ge=0, description="Generation prompts compared with the base model at each check.")
+    mc_items: int = Field(40, ge=1, description="Multiple-choice items of the general suite scored at each check.")
+    gen_items: int = Field(12, ge=0, description="Of those, questions also asked openly (greedy) at each check: "
+                                                 "log-likelihood alone misses behavioural collapse.")
     budget: BudgetSection = Field(default_factory=BudgetSection, description="Forgetting budget.")
     early_stop: bool = Field(False, description="Stop training when the budget is exceeded.")
 

@@ -4,7 +4,8 @@ Every `every` steps it scores a fixed probe subset of the general suite: multipl
 by log-likelihood (knowledge), the same questions asked openly (behaviour: log-likelihood alone
 misses a model that still "knows" but answers everything in the domain's template), and the mean
 per-token KL to the base model on chat-formatted general prompts and plain text. The base model's
-numbers and log-probabilities are taken once, at step 0 (for LoRA: the adapter disabled).
+numbers and log-probabilities (stored in bf16) are taken once, at step 0 (for LoRA: the adapter
+disabled).
 
 With a budget (`max_drop` on accuracy, `max_kl`) it keeps the last weights measured inside the
 budget and, with `early_stop`, stops when the budget is exceeded and restores those weights.
@@ -123,10 +124,12 @@ class ForgettingMonitor(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            if self.base is None:
+            if self.base is None:  # the first measurement is the base model itself: KL 0 by definition
                 self._baseline(model)
-            knowledge, behaviour, _ = self._accuracies(model)
-            kl = self._kl(model)
+                knowledge, behaviour, kl = self.base["knowledge"], self.base["behaviour"], 0.0
+            else:
+                knowledge, behaviour, _ = self._accuracies(model)
+                kl = self._kl(model)
         finally:
             model.train(was_training)
         k_drop, b_drop = self.base["knowledge"] - knowledge, self.base["behaviour"] - behaviour

@@ -66,6 +66,7 @@ class TrainResult:
     counts: dict[str, Any]
     trainable: dict[str, Any]
     log_history: list[dict[str, Any]]
+    monitor: dict[str, Any] | None = None  # the forgetting curve, its overhead, best step inside the budget
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = False, progress: bool = True,
@@ -91,6 +92,8 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             model = apply_method(config, loaded.model)
             trainable = trainable_summary(model)
             regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
+            monitor = build_monitor(config, loaded.tokenizer)
+            callbacks = [*callbacks, *([monitor] if monitor else [])]
             guard = NonFiniteGuard()
             trainer = ForgetlessTrainer(
                 model=model, args=training_arguments(config, run_dir, progress=progress),
@@ -110,7 +113,8 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     save_weights(trainer, config, loaded, run_dir)
     result = TrainResult(run_dir=run_dir, steps=trainer.state.global_step, final_loss=_final_loss(history),
                          seconds=round(time.time() - clock, 2), warnings=risks, counts=data.counts,
-                         trainable=trainable, log_history=history)
+                         trainable=trainable, log_history=history,
+                         monitor=monitor.summary() if monitor else None)
     if trainer.is_world_process_zero():
         write_run_file(result, config, loaded, started, resumed_from=checkpoint)
     return result
@@ -181,6 +185,18 @@ def last_checkpoint(run_dir: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def build_monitor(config: TrainConfig, tokenizer: Any) -> Any:
+    """The forgetting monitor from the config's `monitor:` section (None when it is absent)."""
+    if config.monitor is None:
+        return None
+    from forgetless.train.monitor import ForgettingMonitor, select_probes
+
+    m = config.monitor
+    return ForgettingMonitor(tokenizer, select_probes(tokenizer, mc_items=m.mc_items, gen_items=m.gen_items),
+                             every=m.every, max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
+                             early_stop=m.early_stop)
+
+
 def save_weights(trainer: Any, config: TrainConfig, loaded: LoadedModel, run_dir: Path) -> None:
     """RUN/adapter (LoRA, safetensors) or RUN/model (full model + tokenizer), swapped in atomically."""
     name = "adapter" if config.method == "lora" else "model"
@@ -210,6 +226,7 @@ def write_run_file(result: TrainResult, config: TrainConfig, loaded: LoadedModel
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": result.seconds, "resumed_from": resumed_from, "warnings": result.warnings,
+        "monitor": result.monitor,
     }
     atomic_write_json(result.run_dir / RUN_FILE, run)
 

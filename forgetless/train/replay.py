@@ -24,9 +24,8 @@ import json
 import random
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-import torch
 
 from forgetless.errors import ForgetlessError
 from forgetless.home import forgetless_home
@@ -137,28 +136,15 @@ def self_replay_cache_path(model_path: str, prompts: list[str], max_new_tokens: 
     return forgetless_home() / "replay" / f"{model_fingerprint(model_path)}-{key}.jsonl"
 
 
-@torch.no_grad()
-def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
-              batch_size: int = GENERATION_BATCH, progress: Callable[[int], None] | None = None) -> list[str]:
-    """Batched greedy answers (chat template, left padding so every prompt ends where generation starts)."""
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Batched greedy answers with the chat template: the evaluation engine's decoder."""
+    from forgetless.eval.generate import greedy_generate
+    from forgetless.eval.prompts import render_prompt
+
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    answers: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                   add_generation_prompt=True)
-                     for p in prompts[start:start + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-            new = out[:, enc["input_ids"].shape[1]:]  # (B, new tokens)
-            answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-            if progress:
-                progress(len(answers))
+        return greedy_generate(model, tokenizer, [render_prompt(tokenizer, p) for p in prompts],
+                               max_new_tokens=max_new_tokens, batch_size=GENERATION_BATCH)
     finally:
-        tokenizer.padding_side = side
         model.train(was_training)
-    return answers

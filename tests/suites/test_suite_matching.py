@@ -58,10 +58,12 @@ def test_normalize(text, expected):
         ("The answer is 12.", ["12"], "number", True),
         ("The answer is 12.0", ["12"], "number", True),
         ("The answer is twelve.", ["12"], "number", True),
-        ("12 is wrong, it is 13", ["13"], "number", False),  # the FIRST number counts
+        ("12 is wrong, it is 13", ["13"], "number", True),  # the LAST number counts
+        ("Two hours is 2 * 60 = 120 minutes", ["120"], "number", True),
+        ("It is 13, not 12", ["13"], "number", False),
         ("About 1,200 people", ["1200"], "number", True),
         ("Roughly -0.5 then", ["-.5", "-0.5"], "number", True),
-        ("0.1 + 0.2 = 0.30000000000000004", ["0.1"], "number", True),
+        ("0.1 + 0.2 = 0.30000000000000004", ["0.30000000000000004"], "number", True),
         ("I do not know.", ["12"], "number", False),
         ("one of the 3 answers", ["3"], "number", True),  # digits win over number words
     ],

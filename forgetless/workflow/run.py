@@ -1,0 +1,141 @@
+"""`forgetless run`: the main job. Baseline evaluation -> protected training -> evaluation after ->
+paired comparison -> report, in one run folder.
+
+The default protection is LoRA (base frozen) + self-replay (the base model's own answers to general
+prompts mixed into training) + the forgetting monitor. A user's YAML config overrides any of it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from forgetless.compare import ForgettingReport, compare
+from forgetless.errors import ForgetlessError
+from forgetless.eval import EvalSettings, evaluate
+from forgetless.io import atomic_write_json, check_output_path
+from forgetless.models import load_model
+from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, workflow_suites
+
+Progress = Callable[[str, int, int], None]
+
+DEFAULT_TRAINING: dict[str, Any] = {
+    "method": "lora",
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+    "learning_rate": 5e-4,
+    "max_steps": 60,
+    "batch_size": 8,
+    "max_length": 128,
+    "warmup_ratio": 0.05,
+    "replay": {"fraction": 0.25, "source": "self", "num_prompts": 160},
+    "monitor": {"every": 20, "mc_items": 40, "gen_items": 12},
+    "save_steps": 20,
+    "logging_steps": 5,
+}
+
+
+@dataclass
+class RunOptions:
+    model: str = "smollm2-135m"
+    data: str = BUNDLED_DATA
+    config: str | None = None  # a training YAML; its keys override DEFAULT_TRAINING
+    out: str = "runs/forgetless-run"
+    domain_suite: str | None = None  # held-out domain questions; the bundled set's by default
+    per_type: int | None = 150  # items per type per suite (None: whole suites)
+    threshold: float = 0.05
+    overrides: list[str] = field(default_factory=list)  # dotted key=value, as `train --set`
+    batch_size: int = 16
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    report: ForgettingReport
+    paths: dict[str, str]
+    seconds: dict[str, float]
+    train: dict[str, Any]
+
+
+def training_config(options: RunOptions, run_dir: Path) -> Any:
+    """DEFAULT_TRAINING, then the user's YAML, then --set overrides; validated like `forgetless train`."""
+    from forgetless.train import load_config
+
+    merged = dict(DEFAULT_TRAINING)
+    if options.config:
+        path = Path(options.config)
+        if not path.is_file():
+            raise ForgetlessError("config file not found", where=path)
+        user = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(user, dict):
+            raise ForgetlessError("a config must be a mapping of keys to values", where=path)
+        merged.update(user)
+    merged.update(model=options.model, data=options.data, out=str(run_dir))
+    resolved = run_dir.parent / "train-config.yaml"
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    resolved.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return load_config(resolved, options.overrides)
+
+
+def run(options: RunOptions, *, progress: Progress | None = None,
+        notify: Callable[[str], None] | None = None) -> RunSummary:
+    notify = notify or (lambda message: None)
+    out = check_output_path(Path(options.out))
+    if out.exists() and any(out.iterdir()):
+        raise ForgetlessError("output folder is not empty", where=out, hint="choose another --out")
+    domain = options.domain_suite or (BUNDLED_DOMAIN_SUITE if options.data == BUNDLED_DATA else None)
+    suites = workflow_suites(domain, options.per_type)  # parsed before any compute: bad files fail fast
+    config = training_config(options, out / "train")
+    settings = EvalSettings(batch_size=options.batch_size)
+    seconds: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    notify(f"[1/4] evaluating the base model {options.model}")
+    base = load_model(options.model)
+    before = evaluate(base, suites, settings=settings, progress=progress)
+    before.save(out / "before.json")
+    del base
+    seconds["evaluate_before"] = time.perf_counter() - clock
+
+    from forgetless.train import train
+
+    clock = time.perf_counter()
+    notify(f"[2/4] training ({config.method}, replay {config.replay.fraction:g}, "
+           f"{len(config.regularizers)} regularizer(s), monitor {'on' if config.monitor else 'off'})")
+    result = train(config, progress=progress is not None, notify=notify)
+    seconds["train"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    notify("[3/4] evaluating the fine-tuned model")
+    tuned = load_model(str(result.run_dir))
+    after = evaluate(tuned, suites, reference="base" if tuned.adapter else None, settings=settings, progress=progress)
+    after.save(out / "after.json")
+    seconds["evaluate_after"] = time.perf_counter() - clock
+
+    notify("[4/4] comparing and writing the report")
+    report = compare(before, after, threshold=options.threshold, training_data=config.data,
+                     domain_suites=[domain] if domain else None)
+    atomic_write_json(out / "compare.json", report.model_dump(mode="json"))
+    paths = write_run_report(out, report, options, result, seconds)
+    return RunSummary(out=out, report=report, paths=paths, seconds=seconds,
+                      train={"steps": result.steps, "final_loss": result.final_loss, "run_dir": str(result.run_dir),
+                             "monitor": result.monitor})
+
+
+def write_run_report(out: Path, report: ForgettingReport, options: RunOptions, result: Any,
+                     seconds: dict[str, float]) -> dict[str, str]:
+    from forgetless.report import ReportData, write_report
+
+    command = f"forgetless run --model {options.model} --data {options.data} --out {options.out}"
+    if options.config:
+        command += f" --config {options.config}"
+    config_text = (out / "train" / "config.yaml").read_text() if (out / "train" / "config.yaml").exists() else ""
+    data = ReportData.from_comparison(
+        report, title="Fine-tuning without forgetting",
+        reproduce={"commands": [command], "configs": {"train/config.yaml": config_text}},
+        curve=(result.monitor or {}).get("points") or [],
+        timings={k: round(v, 1) for k, v in seconds.items()})
+    return {k: str(v) for k, v in write_report(out, data).items()}
