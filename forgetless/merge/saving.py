@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.errors import ForgetlessError
-from forgetless.io import atomic_write_json, check_output_path
+from forgetless.io import atomic_write_json
 from forgetless.merge.interpolate import Alpha, Interpolator, LoraScaler, count_blocks, is_lora, per_layer
 from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
 
@@ -66,7 +66,10 @@ def _load_tuned(tuned: str, base: str | None, device: str | None, dtype: str | N
         adapter_name = json.loads(run_file.read_text()).get("adapter")
         adapter = run_file.parent / adapter_name if adapter_name else None
     if adapter is not None and base is not None:
-        return load_model(base, adapter=adapter, device=device, dtype=dtype)
+        loaded = load_model(base, adapter=adapter, device=device, dtype=dtype)
+        loaded.spec = tuned
+        loaded.info["base_model"] = base
+        return loaded
     if adapter is not None and _is_bare_adapter(tuned):
         raise ForgetlessError("a bare adapter folder needs its base model", where=tuned, hint="pass --base MODEL")
     return load_model(tuned, device=device, dtype=dtype)
@@ -111,9 +114,12 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
 
 def prepare_out(out_dir: str | Path, overwrite: bool = False) -> Path:
     """Refuse, before any compute, an output folder that holds something we did not write."""
-    out = check_output_path(Path(out_dir))
+    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ForgetlessError("output exists and is not a folder", where=out)
+    existing = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ForgetlessError(f"'{existing}' is not a writable folder", where=out)
     if out.is_dir() and any(out.iterdir()):
         ours = (out / MERGE_FILE).exists() or (out / "sweep.json").exists()
         if not (overwrite and ours):

@@ -59,6 +59,7 @@ class SweepRow:
     general_drop_high: float | None = None  # the budget is judged on this: worst upper CI end
     within_budget: bool = False
     eval_seconds: float = 0.0  # set weights + evaluate
+    set_seconds: float = 0.0  # set weights alone
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # DropStats.to_dict() per measure
 
 
@@ -219,15 +220,19 @@ def _stage(alpha: float, progress: Progress | None) -> Progress | None:
 
 
 def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settings: EvalSettings,
-                    progress: Progress | None) -> tuple[dict[float, EvalResult], dict[float, float]]:
-    """theta(alpha) for each alpha in place, evaluated; the model is left at alpha = 1 (the tuned model)."""
+                    progress: Progress | None) -> tuple[dict[float, EvalResult], dict[float, tuple[float, float]]]:
+    """theta(alpha) for each alpha in place, evaluated; the model is left at alpha = 1 (the tuned model).
+
+    Returns the results and, per alpha, (seconds to set the weights, seconds to set + evaluate).
+    """
     evals, seconds = {}, {}
     try:
         for alpha in alphas:
             start = time.perf_counter()
             pair.interpolator.set_alpha(alpha)
+            set_done = time.perf_counter()
             evals[alpha] = evaluate(pair.loaded, suites, settings=settings, progress=_stage(alpha, progress))
-            seconds[alpha] = round(time.perf_counter() - start, 3)
+            seconds[alpha] = (round(set_done - start, 3), round(time.perf_counter() - start, 3))
     finally:
         pair.interpolator.set_alpha(1.0)
     return evals, seconds
@@ -266,7 +271,7 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
         row = compare_to_base(alpha, evals[0.0], evals[alpha], general={s.name for s in general},
                               domain=domain.name if domain else None, budget=budget, metric=general_metric,
                               rng=rng, confidence=confidence)
-        row.eval_seconds = seconds[alpha]
+        row.set_seconds, row.eval_seconds = seconds[alpha]
         rows.append(row)
     chosen = choose_alpha(rows, budget)
     first = evals[0.0]

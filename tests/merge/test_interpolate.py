@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from forgetless.errors import ForgetlessError
-from forgetless.merge import block_index, interpolate_state, interpolate_tensor, layer_alpha, per_layer
+from forgetless.merge import block_index, interpolate_into, interpolate_state, interpolate_tensor, layer_alpha, per_layer
 
 
 def _states(dtype=torch.float32):
@@ -70,3 +70,12 @@ def test_layer_alpha_splits_blocks_embeddings_and_head():
     assert per_layer(lower, upper, 4, split=0)("model.layers.0.mlp.up_proj.weight") == upper
     with pytest.raises(ForgetlessError, match="split"):
         per_layer(lower, upper, 4, split=5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_in_place_write_matches_the_pure_function_bit_for_bit(dtype):
+    base, tuned = _states(dtype)
+    for alpha in (0.0, 0.37, 1.0):
+        out = torch.empty_like(tuned["lm_head.weight"])
+        interpolate_into(out, base["lm_head.weight"], tuned["lm_head.weight"], alpha)
+        assert torch.equal(out, interpolate_tensor(base["lm_head.weight"], tuned["lm_head.weight"], alpha))

@@ -102,3 +102,11 @@ def test_lora_per_layer_alpha_scales_the_right_modules(lora_run):
     scalings = {name: layer.scaling["default"] for name, layer in pair.interpolator.layers.items()}
     assert set(scalings) == {f"model.layers.{i}.self_attn.{m}_proj" for i in (0, 1) for m in "qv"}
     assert all(v == (0.25 * 8 / 4 if ".layers.0." in n else 8 / 4) for n, v in scalings.items())
+
+
+def test_bare_adapter_folder_needs_and_takes_a_base(lora_run, tiny_model_dir):
+    pair = load_pair(str(tiny_model_dir), str(lora_run / "adapter"), device="cpu")
+    assert pair.kind == "lora" and pair.base == str(tiny_model_dir.resolve())
+    assert pair.tuned == str((lora_run / "adapter").resolve())
+    with pytest.raises(ForgetlessError, match="--base"):
+        load_pair(None, str(lora_run / "adapter"), device="cpu")

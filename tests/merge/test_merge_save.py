@@ -56,7 +56,7 @@ def test_out_folder_rules(full_run, tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(ForgetlessError, match="not empty"):
         merge(None, str(full_run), 0.5, tmp_path / "busy", overwrite=True)  # not ours: never replaced
-    out = merge(None, str(full_run), 0.5, tmp_path / "m")
+    out = merge(None, str(full_run), 0.5, tmp_path / "m-0.5")  # a dot in a folder name is fine
     with pytest.raises(ForgetlessError, match="--overwrite"):
         merge(None, str(full_run), 0.5, out)
     merge(None, str(full_run), 0.25, out, overwrite=True)
