@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from forgetless.cli.console import err_console, state
 from forgetless.errors import ForgetlessError
@@ -37,7 +38,8 @@ def main() -> None:
     try:
         app()
     except ForgetlessError as e:
-        err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        # The message quotes user text (paths, JSON values): escape it, or "[/x]" in it would crash Rich.
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -7,6 +7,7 @@ prompts mixed into training) + the forgetting monitor. A user's YAML config over
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,23 +62,27 @@ class RunSummary:
 
 
 def training_config(options: RunOptions, run_dir: Path) -> Any:
-    """DEFAULT_TRAINING, then the user's YAML, then --set overrides; validated like `forgetless train`."""
-    from forgetless.train import load_config
+    """DEFAULT_TRAINING, then the user's YAML, then --set overrides; validated like `forgetless train`.
 
-    merged = dict(DEFAULT_TRAINING)
+    Validated in memory first: a bad config is reported against the user's file and writes nothing.
+    """
+    from forgetless.train.config import apply_override, read_yaml, validate_config
+
+    merged = copy.deepcopy(DEFAULT_TRAINING)
     if options.config:
         path = Path(options.config)
         if not path.is_file():
             raise ForgetlessError("config file not found", where=path)
-        user = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(user, dict):
-            raise ForgetlessError("a config must be a mapping of keys to values", where=path)
-        merged.update(user)
+        merged.update(read_yaml(path))  # yaml.safe_load; bad YAML, bytes or shape -> one error naming the file
     merged.update(model=options.model, data=options.data, out=str(run_dir))
+    raw = copy.deepcopy(merged)
+    for override in options.overrides:
+        apply_override(raw, override)
+    config = validate_config(raw, where=options.config or "--set")
     resolved = run_dir.parent / "train-config.yaml"
     resolved.parent.mkdir(parents=True, exist_ok=True)
     resolved.write_text(yaml.safe_dump(merged, sort_keys=False))
-    return load_config(resolved, options.overrides)
+    return config
 
 
 def run(options: RunOptions, *, progress: Progress | None = None,

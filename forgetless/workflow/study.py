@@ -21,10 +21,11 @@ from __future__ import annotations
 import gc
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -33,7 +34,12 @@ from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalResult, EvalSettings, evaluate
 from forgetless.io import atomic_write_json, check_output_path
 from forgetless.models import load_model
-from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, GENERAL, workflow_suites
+from forgetless.workflow.suites import (
+    BUNDLED_DATA,
+    BUNDLED_DOMAIN_SUITE,
+    GENERAL,
+    workflow_suites,
+)
 
 Progress = Callable[[str, int, int], None]
 Notify = Callable[[str], None]
@@ -79,7 +85,7 @@ RECOVERY_NAME = "aggressive full + recovery"
 class StudyOptions:
     model: str = "smollm2-135m"
     out: str = "runs/forgetless-study"
-    quick: bool = False  # tiny budget for smoke tests: 4 steps, 12 items per type
+    quick: bool = False  # tiny budget for smoke tests: 4 steps, 12 items per type, shorter replies
     steps: int | None = None  # optimizer steps per strategy (default 30; quick 4)
     per_type: int | None = None  # items per type per suite (default 60; quick 12; 0 = whole suites)
     batch_size: int = 8  # training examples per step
@@ -90,8 +96,8 @@ class StudyOptions:
     recover: bool = True  # interpolation recovery of the aggressive full fine-tune (needs forgetless.merge)
     alphas: tuple[float, ...] | None = None  # recovery grid (default 0.25, 0.5, 0.75; quick 0.5)
     eval_batch_size: int = 16
-    max_new_tokens: int = 32  # open answers (EvalSettings)
-    check_max_new_tokens: int = 160  # checklist replies
+    max_new_tokens: int | None = None  # open answers (default 32; quick 24)
+    check_max_new_tokens: int | None = None  # checklist replies (default 160; quick 64)
     samples: int = 4  # general questions shown with base vs aggressive replies
 
     def resolved(self) -> StudyOptions:
@@ -102,7 +108,9 @@ class StudyOptions:
         if unknown:
             raise ForgetlessError(f"unknown strategy {unknown}", hint=f"choose from {', '.join(STRATEGY_KEYS)}")
         return StudyOptions(**{**asdict(self), "steps": steps, "per_type": per_type, "alphas": tuple(alphas),
-                               "strategies": tuple(self.strategies)})
+                               "strategies": tuple(self.strategies),
+                               "max_new_tokens": self.max_new_tokens or (24 if self.quick else 32),
+                               "check_max_new_tokens": self.check_max_new_tokens or (64 if self.quick else 160)})
 
 
 @dataclass
@@ -161,7 +169,9 @@ def _stage(prefix: str, progress: Progress | None) -> Progress | None:
 
 
 def choose_recommended(rows: list[Any]) -> tuple[str | None, str]:
-    """Largest domain gain among no_forgetting rows, else among inconclusive ones; None if all forget."""
+    """Largest domain gain among no_forgetting rows, else among inconclusive ones; None if all forget.
+
+    Rows without a verdict (or only `forgetting` ones) are never recommended."""
     def gain(r: Any) -> float:
         return r.domain_gain.value if r.domain_gain and r.domain_gain.value is not None else float("-inf")
 
@@ -377,12 +387,13 @@ def build_report(options: StudyOptions, rows: list[Any], recommended: str | None
     elif rows:
         headline = reason
     notes = [
-        f"Every strategy: the same base ({options.model}), the same data ({BUNDLED_DATA}), {options.steps} "
-        f"optimizer steps x batch {options.batch_size} x {options.max_length} tokens, seed {options.seed}.",
-        f"Each fine-tuned model is compared with ONE evaluation of the base ({options.per_type or 'all'} items per "
-        f"type per suite); drops are base minus tuned, paired per item, with 95% CIs and adjusted p-values.",
-        f"How the recommendation is chosen: {reason}. Rule: the largest domain gain among strategies whose verdict "
-        f"is 'no_forgetting' (no significant drop beyond {options.threshold:g}), else among 'inconclusive' ones.",
+        (f"Every strategy: the same base ({options.model}), the same data ({BUNDLED_DATA}), {options.steps} "
+         f"optimizer steps x batch {options.batch_size} x {options.max_length} tokens, seed {options.seed}."),
+        (f"Each fine-tuned model is compared with ONE evaluation of the base ({options.per_type or 'all'} items "
+         f"per type per suite); drops are base minus tuned, paired per item, with 95% CIs and adjusted p-values."),
+        (f"How the recommendation is chosen: {reason}. Rule: the largest domain gain among strategies whose "
+         f"verdict is 'no_forgetting' (every general drop's CI upper end below {options.threshold:g}), else "
+         f"among 'inconclusive' ones."),
     ]
     if recovery_note:
         notes.append(f"Recovery: {recovery_note}")

@@ -1,0 +1,134 @@
+"""`forgetless demo`: the strategy study on the bundled data; `forgetless demo tiny`: forgetting in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from forgetless.cli.console import (
+    console,
+    info,
+    print_json,
+    progress_bar,
+    quiet_libraries,
+)
+from forgetless.cli.main import app
+
+demo_app = typer.Typer(name="demo", no_args_is_help=False, rich_markup_mode="rich")
+app.add_typer(demo_app, name="demo")
+
+
+def _pts(est: Any) -> str:
+    if est is None or est.value is None:
+        return "-"
+    if est.unit != "accuracy":
+        return f"{est.value:+.3f}"
+    text = f"{est.value * 100:+.1f}"
+    if est.ci_low is not None and est.ci_high is not None:
+        text += f" [{est.ci_low * 100:+.1f}, {est.ci_high * 100:+.1f}]"
+    if est.p_value is not None:
+        text += f" p={est.p_value:.2g}"
+    return text
+
+
+def study_table(rows: list[Any], recommended: str | None) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Strategy study (percentage points; drop = base - tuned, [95% CI], adjusted p)")
+    for col in ("strategy", "domain gain", "knowledge drop", "behaviour drop", "checklist", "KL", "verdict"):
+        table.add_column(col, justify="left" if col in ("strategy", "verdict") else "right")
+    for r in rows:
+        chk = "-" if r.checklist_after is None else (
+            f"{(r.checklist_before or 0) * 100:.0f}% -> {r.checklist_after * 100:.0f}%")
+        name = f"[bold green]{r.name} *[/]" if r.name == recommended else r.name
+        colour = {"forgetting": "red", "no_forgetting": "green", "inconclusive": "yellow"}.get(r.verdict or "", "white")
+        table.add_row(name, _pts(r.domain_gain), _pts(r.knowledge_drop), _pts(r.behaviour_drop), chk,
+                      "-" if r.kl is None else f"{r.kl:.3f}", f"[{colour}]{r.verdict or '-'}[/]")
+    return table
+
+
+@demo_app.callback(invoke_without_command=True)
+def demo_command(
+    ctx: typer.Context,
+    quick: bool = typer.Option(False, "--quick", help="Smoke test: 4 steps, 12 items per type (numbers are noise)."),
+    out: Path = typer.Option(Path("runs/forgetless-study"), "--out", "-o", help="Study folder (must be new or empty)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Optimizer steps per strategy (default 30; quick 4)."),
+    items: int | None = typer.Option(None, "--items", min=0,
+                                        help="Items per type per suite (default 60; quick 12; 0 = whole suites)."),
+    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model (built-in name, folder, hub id)."),
+    strategy: list[str] = typer.Option([], "--strategy", "-s",
+                                       help="Only these strategies (repeatable): aggressive-full, safe-full, "
+                                            "full-ewc, lora, lora-replay, lora-kl."),
+    recover: bool = typer.Option(True, "--recover/--no-recover",
+                                 help="Interpolate the aggressive full fine-tune back towards the base."),
+    threshold: float = typer.Option(0.05, "--threshold", min=0.0, help="Largest tolerated general drop."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Training and evaluation seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Six ways to fine-tune the same model on the same data with the same step budget: what each learned,
+    what each forgot, which to use. Writes study.json and report.html/md/json.
+
+    Examples:
+      forgetless demo --quick --out /tmp/study-quick
+      forgetless demo --out runs/study            (about 15 minutes on 2 CPU cores)
+      forgetless demo --steps 60 --items 100 -s lora -s lora-replay
+      forgetless demo tiny
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from forgetless.workflow.study import STRATEGY_KEYS, StudyOptions, run_study
+
+    quiet_libraries()
+    options = StudyOptions(model=model, out=str(out), quick=quick, steps=steps, per_type=items, seed=seed,
+                           threshold=threshold, recover=recover,
+                           strategies=tuple(strategy) if strategy else STRATEGY_KEYS)
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = run_study(options, progress=progress, notify=info)
+    if as_json:
+        print_json({"out": str(result.out), "recommended": result.recommended, "reason": result.reason,
+                    "strategies": [r.model_dump(mode="json", exclude={"curve", "categories", "config"})
+                                   for r in result.rows],
+                    "recovery": result.recovery_note, "reports": result.paths, "seconds": result.seconds})
+        return
+    console.print(study_table(result.rows, result.recommended))
+    console.print(f"[bold]recommended:[/] {result.reason}")
+    if result.recovery_note:
+        console.print(f"[bold]recovery:[/] {result.recovery_note}")
+    console.print(f"\n[bold]report:[/] {result.paths.get('html')}   (took {result.seconds.get('total', 0) / 60:.1f} min)")
+
+
+@demo_app.command("tiny")
+def tiny_command(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for tiny-demo.svg and tiny-demo.json."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of the text summary."),
+) -> None:
+    """Catastrophic forgetting and EWC / L2-SP on two toy problems, in seconds, on any CPU.
+
+    Examples:
+      forgetless demo tiny
+      forgetless demo tiny --out runs/tiny --json
+    """
+    from forgetless.demo.tiny import format_tiny_demo, run_tiny_demo, tiny_demo_svg
+    from forgetless.io import atomic_write_text
+
+    result = run_tiny_demo(seed)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "tiny-demo.svg", tiny_demo_svg(result))
+        atomic_write_text(out / "tiny-demo.json", result.to_json() + "\n")
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(format_tiny_demo(result), markup=False)
+    if out is not None:
+        console.print(f"\n[bold]plot:[/] {out / 'tiny-demo.svg'}")
