@@ -338,12 +338,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ForgetlessError("config file not found", where=path)
+    if path.is_dir():
+        raise ForgetlessError("expected a YAML file, found a folder", where=path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
         raise ForgetlessError(f"invalid YAML: {getattr(e, 'problem', None) or e}", where=where) from None
+    except UnicodeDecodeError as e:
+        raise ForgetlessError(f"not valid UTF-8 (byte {e.start})", where=path) from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -80,8 +80,10 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     started, clock = datetime.now(timezone.utc), time.time()
     notify = notify or (lambda message: None)
     config = presets.resolve(config)
+    existed = bool(config.out) and Path(config.out).expanduser().exists()
     run_dir = prepare_run_dir(config, resume, notify)
     restore = seed_everything(config.seed, config.deterministic)
+    fitting = False
     try:
         with _quiet_deprecations():
             loaded = load_base(config)
@@ -103,7 +105,12 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             if not progress:
                 trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
             checkpoint = last_checkpoint(run_dir) if resume else None
+            fitting = True
             fit(trainer, checkpoint)
+    except BaseException:
+        if not fitting and not resume:  # failed before training (missing model, bad data): leave nothing behind
+            discard_run_dir(run_dir, existed)
+        raise
     finally:
         restore()
     history = [dict(row) for row in trainer.state.log_history]
@@ -171,6 +178,13 @@ def prepare_run_dir(config: TrainConfig, resume: bool, notify: Notify) -> Path:
     return run_dir
 
 
+def discard_run_dir(run_dir: Path, existed: bool) -> None:
+    """Undo `prepare_run_dir` for a new run (its folder was absent or empty): no half-made run folder stays."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if existed:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         keys = [k for k in dict.fromkeys([*old, *new]) if k != "out" or prefix]
@@ -179,10 +193,12 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def last_checkpoint(run_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest *complete* checkpoint: the Trainer writes trainer_state.json last, so a run killed while
+    saving leaves a folder without it, which must not be resumed from (it would restart at step 0)."""
     folder = Path(run_dir) / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    done = [p for p in folder.glob("checkpoint-*") if p.name[len("checkpoint-"):].isdigit()
+            and (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    return str(max(done, key=lambda p: int(p.name[len("checkpoint-"):]))) if done else None
 
 
 def build_monitor(config: TrainConfig, tokenizer: Any) -> Any:

@@ -20,6 +20,7 @@ from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalSettings, evaluate
 from forgetless.io import atomic_write_json, check_output_path
 from forgetless.models import load_model
+from forgetless.train.data import read_records
 from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, workflow_suites
 
 Progress = Callable[[str, int, int], None]
@@ -93,6 +94,7 @@ def run(options: RunOptions, *, progress: Progress | None = None,
         raise ForgetlessError("output folder is not empty", where=out, hint="choose another --out")
     domain = options.domain_suite or (BUNDLED_DOMAIN_SUITE if options.data == BUNDLED_DATA else None)
     suites = workflow_suites(domain, options.per_type)  # parsed before any compute: bad files fail fast
+    read_records(options.data)  # the training data too: a malformed line fails now, not after an evaluation
     config = training_config(options, out / "train")
     settings = EvalSettings(batch_size=options.batch_size)
     seconds: dict[str, float] = {}
