@@ -57,8 +57,11 @@ def main() -> None:
     mc_tokens = sum(len(encode(tok, it.prompt)) for it in mc) + choice_tokens
     print(f"full suite: {wall:.1f} s wall ({len(result.items)} items) "
           f"summary {result.summary[suite.name]['overall']}")
-    print(f"tokens: prompts {prompt_tokens:,} (mc contexts counted twice: scoring and open-ended), "
+    print(f"tokens: prompts {prompt_tokens:,} (each mc context prefilled once for scoring and its open-ended twin), "
           f"choices {choice_tokens:,}, generated {gen_tokens:,}")
+    total = prompt_tokens + choice_tokens + gen_tokens
+    print(f"evaluation throughput: {total / wall:,.0f} tokens/s = {total / wall / raw:.2f}x raw forward "
+          f"(generated tokens are decoded one step at a time)")
 
     contexts = [it.prompt for it in mc[:40]]
     choices = [it.choices for it in mc[:40]]

@@ -232,6 +232,7 @@ def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settin
             pair.interpolator.set_alpha(alpha)
             set_done = time.perf_counter()
             evals[alpha] = evaluate(pair.loaded, suites, settings=settings, progress=_stage(alpha, progress))
+            evals[alpha].model.update(alpha=alpha, interpolation=pair.kind, base_model=pair.base)
             seconds[alpha] = (round(set_done - start, 3), round(time.perf_counter() - start, 3))
     finally:
         pair.interpolator.set_alpha(1.0)
@@ -282,14 +283,18 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
         domain_suite=domain.name if domain else None, settings=first.settings,
         suites=[s.model_dump() for s in first.suites], versions=first.versions, load_seconds=round(load_seconds, 3),
         total_seconds=0.0, evals=evals)
-    if out is not None:
-        if chosen is not None:
-            save_merged(pair, chosen, out, overwrite=overwrite, extra={"sweep": SWEEP_FILE})
-            result.saved = str(out)
-        elif Path(out).is_dir() and any(Path(out).iterdir()):  # an earlier sweep's model (prepare_out checked)
-            shutil.rmtree(out)
-        Path(out).mkdir(parents=True, exist_ok=True)
-        result.total_seconds = round(time.perf_counter() - started, 3)
-        result.save(Path(out) / SWEEP_FILE)
     result.total_seconds = round(time.perf_counter() - started, 3)
+    if out is not None:
+        write_out(result, pair, Path(out), overwrite)
     return result
+
+
+def write_out(result: SweepResult, pair: Pair, out: Path, overwrite: bool) -> None:
+    """OUT/sweep.json, plus the chosen model (as `merge` writes it) when an alpha was chosen."""
+    if result.chosen is not None:
+        save_merged(pair, result.chosen, out, overwrite=overwrite, extra={"sweep": SWEEP_FILE})
+        result.saved = str(out)
+    elif out.is_dir() and any(out.iterdir()):  # an earlier sweep's model: prepare_out allowed replacing it
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.save(out / SWEEP_FILE)
