@@ -43,3 +43,17 @@ def progress_bar() -> Iterator[Progress]:
                         disable=state["quiet"] or not err_console.is_terminal, transient=False)
     with progress:
         yield progress
+
+
+def run_with_progress(fn, *args, notify=None, **kwargs):
+    """Call an API function that reports `(stage, done, total)`, drawing one bar per stage."""
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        extra = {"notify": notify} if notify is not None else {}
+        return fn(*args, progress=progress, **extra, **kwargs)

@@ -7,13 +7,7 @@ from typing import Any
 
 import typer
 
-from forgetless.cli.console import (
-    console,
-    info,
-    print_json,
-    progress_bar,
-    quiet_libraries,
-)
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
 
 demo_app = typer.Typer(name="demo", no_args_is_help=False, rich_markup_mode="rich")
@@ -84,15 +78,7 @@ def demo_command(
     options = StudyOptions(model=model, out=str(out), quick=quick, steps=steps, per_type=items, seed=seed,
                            threshold=threshold, recover=recover,
                            strategies=tuple(strategy) if strategy else STRATEGY_KEYS)
-    with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        result = run_study(options, progress=progress, notify=info)
+    result = run_with_progress(run_study, options, notify=info)
     if as_json:
         print_json({"out": str(result.out), "recommended": result.recommended, "reason": result.reason,
                     "strategies": [r.model_dump(mode="json", exclude={"curve", "categories", "config"})

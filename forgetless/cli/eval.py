@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from forgetless.cli.console import console, info, print_json, progress_bar, quiet_libraries
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
 from forgetless.eval import DEFAULT_SUITES, EvalSettings, evaluate
 from forgetless.io import check_output_path
@@ -20,19 +20,6 @@ def model_options(adapter: Optional[Path], device: Optional[str], dtype: Optiona
                   allow_pickle: bool) -> dict:
     return dict(adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                 allow_pickle=allow_pickle)
-
-
-def run_with_progress(fn, *args, **kwargs):
-    """Call an API function that reports `(stage, done, total)`, drawing one bar per stage."""
-    with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        return fn(*args, progress=progress, **kwargs)
 
 
 def print_summary(summary: dict) -> None:

@@ -8,8 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries
-from forgetless.cli.eval import run_with_progress
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
 from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalSettings

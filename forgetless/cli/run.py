@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from forgetless.cli.console import console, info, print_json, progress_bar, quiet_libraries
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
 from forgetless.compare.render import render_text
 from forgetless.workflow.run import RunOptions, run
@@ -36,15 +36,7 @@ def run_command(
     quiet_libraries()
     options = RunOptions(model=model, data=data, config=str(config) if config else None, out=str(out),
                          domain_suite=domain_suite, per_type=per_type or None, threshold=threshold, overrides=set_)
-    with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        summary = run(options, progress=progress, notify=info)
+    summary = run_with_progress(run, options, notify=info)
     report = summary.report
     if as_json:
         print_json({"out": str(summary.out), "verdict": report.verdict, "headline": report.headline,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, Literal, Sequence
 
 import torch
@@ -23,6 +22,7 @@ from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteR
 from forgetless.eval.summary import summarize
 from forgetless.models.loading import LoadedModel
 from forgetless.suites import Suite, load_suite
+from forgetless.versions import library_versions
 
 DEFAULT_SUITES = ("general", "checklist", "general-text")
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -39,16 +39,6 @@ class EvalSettings:
     max_text_tokens: int = 512
     seed: int = 0
     stop: list[str] = field(default_factory=list)
-
-
-def _versions() -> dict[str, str | None]:
-    out = {}
-    for name in ("forgetless", "torch", "transformers", "peft"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Progress | None) -> list[ItemResult]:
@@ -159,5 +149,5 @@ def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES,
                    else reference.describe() if isinstance(reference, LoadedModel) else None),
         suites=[SuiteRecord(name=x.name, path=str(x.path) if x.path else None, sha256=x.sha256, counts=x.counts())
                 for x in loaded_suites],
-        settings=settings_record, versions=_versions(), summary=summarize(items), timings=timings,
+        settings=settings_record, versions=library_versions(), summary=summarize(items), timings=timings,
         training=model.training, items=items)

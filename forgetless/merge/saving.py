@@ -17,10 +17,10 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from forgetless.versions import library_versions
 from forgetless.errors import ForgetlessError
 from forgetless.io import atomic_write_json
 from forgetless.merge.interpolate import Alpha, Interpolator, LoraScaler, count_blocks, is_lora, per_layer
@@ -128,16 +128,6 @@ def prepare_out(out_dir: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
-def _versions() -> dict[str, str | None]:
-    out = {}
-    for name in ("forgetless", "torch", "transformers", "peft"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def _write_weights(pair: Pair, alpha: Alpha, folder: Path) -> dict[str, Any]:
     """Weights of theta(alpha) into `folder`; returns the run-file entries that point at them."""
     model = pair.loaded.model
@@ -194,7 +184,7 @@ def save_merged(pair: Pair, alpha: float, out_dir: str | Path, *, lower_alpha: f
                   "kind": pair.kind, "base": pair.base, "tuned": pair.tuned, "alpha": alpha,
                   "lower_alpha": lower_alpha, "split": _split_record(pair, lower_alpha, split),
                   "trained": len(pair.interpolator.names),
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), **(extra or {})}
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": library_versions(), **(extra or {})}
         atomic_write_json(tmp / MERGE_FILE, record)
         atomic_write_json(tmp / RUN_FILE, {"base_model": pair.base, **entries, "merge": MERGE_FILE})
         if out.exists():  # prepare_out allowed it: empty, or our own earlier output with overwrite
