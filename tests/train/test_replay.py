@@ -86,17 +86,6 @@ def test_self_replay_is_generated_once_and_cached(general, tokenizer, monkeypatc
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
 
 
-def test_greedy_batched_generation_matches_one_by_one(tokenizer):
-    torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config).eval()
-    prompts = ["Hi", "What is a long question with many words in it?"]
-    batched = replay._generate(model, tokenizer, prompts, 5, batch_size=2)
-    single = [replay._generate(model, tokenizer, [p], 5)[0] for p in prompts]
-    assert batched == single
-
-
 def test_user_replay_file_may_use_any_format(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text(json.dumps({"text": "general text"}) + "\n")
