@@ -50,13 +50,35 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     def describe(self) -> dict[str, Any]:
+        """What a result records about the model, including content fingerprints of weights and adapter."""
         return {"spec": self.spec, "source": self.source, "path": self.path, "adapter": self.adapter,
+                "fingerprint": folder_fingerprint(Path(self.path)),
+                "adapter_fingerprint": folder_fingerprint(Path(self.adapter)) if self.adapter else None,
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."), **self.info}
 
 
 def file_sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def folder_fingerprint(folder: Path) -> str | None:
+    """sha256 (first 16 hex) of a model or adapter folder's config and weights; cached per file state."""
+    files = sorted(p for p in folder.glob("*") if p.suffix in (".json", ".safetensors") and p.is_file()) \
+        if folder.is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _FINGERPRINTS:
+            _FINGERPRINTS[key] = file_sha256(path)
+        digest.update(f"{path.name}:{_FINGERPRINTS[key]}".encode())
+    return digest.hexdigest()[:16]
 
 
 def converted_folder(gguf: Path, name: str | None = None) -> Path:
