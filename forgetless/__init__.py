@@ -3,7 +3,7 @@
     import forgetless
     base = forgetless.load_model("smollm2-135m")
     before = forgetless.evaluate(base)                      # knowledge, behaviour, drift, per item
-    run = forgetless.train(forgetless.load_config("examples/lora-replay-ewc.yaml", []))
+    run = forgetless.train(forgetless.load_config("examples/lora-replay-ewc.yaml", ["out=runs/ewc"]))
     after = forgetless.evaluate(forgetless.load_model(str(run.run_dir)), reference="base")
     report = forgetless.compare(before, after)              # paired statistics, verdict, diagnosis
 
