@@ -57,28 +57,26 @@ class LoadedModel:
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."), **self.info}
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+    """Content hash, remembered per (path, size, mtime): every load of a built-in hashes its GGUF."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        with path.open("rb") as f:
+            _DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _DIGESTS[key]
 
 
 def folder_fingerprint(folder: Path) -> str | None:
-    """sha256 (first 16 hex) of a model or adapter folder's config and weights; cached per file state."""
+    """sha256 (first 16 hex) of a model or adapter folder's config and weights."""
     files = sorted(p for p in folder.glob("*") if p.suffix in (".json", ".safetensors") and p.is_file()) \
         if folder.is_dir() else []
     if not files:
         return None
-    digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _FINGERPRINTS:
-            _FINGERPRINTS[key] = file_sha256(path)
-        digest.update(f"{path.name}:{_FINGERPRINTS[key]}".encode())
-    return digest.hexdigest()[:16]
+    return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}\n" for p in files).encode()).hexdigest()[:16]
 
 
 def converted_folder(gguf: Path, name: str | None = None) -> Path:
