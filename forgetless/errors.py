@@ -25,6 +25,12 @@ class ForgetlessError(Exception):
         return f"{text} ({self.hint})" if self.hint else text
 
 
+class Interrupted(ForgetlessError):
+    """Ctrl-C during training: a checkpoint was saved and the run can be resumed; exit code 130 like a shell."""
+
+    exit_code = 130
+
+
 class ForgettingDetected(Exception):
     """Raised by `compare --fail-on-forgetting` style gates; exit code 1."""
 

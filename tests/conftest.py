@@ -1,4 +1,5 @@
-"""Shared fixtures: the real default model (loaded once) and a tiny random model for plumbing."""
+"""Shared fixtures: the real default model (loaded once), a tiny random model for plumbing, and a
+private run history (commands record every run; tests must not write to the user's own history)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_history(tmp_path_factory):
+    """FORGETLESS_HISTORY -> one temporary database for the whole session (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FORGETLESS_HISTORY", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from forgetless.cli.console import console, info
 from forgetless.cli.main import app
 from forgetless.compare import ForgettingReport, compare
 from forgetless.compare.render import render_markdown, render_text, text_string
+from forgetless.errors import ForgetlessError
 from forgetless.eval.results import EvalResult
 from forgetless.io import atomic_write_text, check_output_path
 
@@ -58,6 +59,7 @@ def compare_command(
                                                       "phrasing (default: the run's own data, if recorded)."),
     domain_suite: list[str] = typer.Option([], "--domain-suite", help="Suite that measures the fine-tuning target "
                                            "(scored as a gain); repeatable. Default: suites of 'domain-*' items."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """Compare the same probe items before and after fine-tuning: verdict, diagnosis, recommendations.
 
@@ -66,13 +68,16 @@ def compare_command(
     Examples:
       forgetless compare before.json after.json
       forgetless compare before.json after.json --format md --out report.md
+      forgetless compare before.json after.json --json
       forgetless compare before.json after.json --threshold 0.02 --fail-on-forgetting
     """
+    if as_json and fmt.value not in ("text", "json"):
+        raise ForgetlessError(f"--json and --format {fmt.value} ask for two formats", hint="give one of them")
     if out is not None:
         check_output_path(out)
     report = compare(EvalResult.load(before), EvalResult.load(after), threshold=threshold, confidence=confidence,
                      seed=seed, training_data=training_data, domain_suites=domain_suite or None)
-    fmt_name = fmt.value
+    fmt_name = "json" if as_json else fmt.value
     if out is not None:
         atomic_write_text(out, _render(report, fmt_name))
         info(f"{report.headline}\nreport written to [bold]{out}[/]")

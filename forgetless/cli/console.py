@@ -1,29 +1,66 @@
-"""Terminal output shared by all commands: Rich consoles, progress bars, JSON printing.
+"""Terminal output shared by all commands: Rich consoles, progress bars, JSON printing, log levels.
 
-Progress bars disable themselves when output is not a terminal or `--quiet` is given.
+Progress bars disable themselves when output is not a terminal or `--quiet` is given. Verbosity
+follows transformers: error, warning (default), info, debug; it sets the `forgetless` logger and,
+when chosen explicitly, transformers' own logger too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shlex
 import sys
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-state = {"quiet": False}
+state: dict[str, Any] = {"quiet": False, "library_level": logging.ERROR, "started": None, "command": None}
+LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
+class _ConsoleHandler(logging.Handler):
+    """`forgetless.*` log records on stderr through Rich, written to whatever stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        colour = {logging.WARNING: "yellow", logging.ERROR: "bold red"}.get(record.levelno, "dim")
+        err_console.print(f"[{colour}]{record.levelname.lower()}:[/] {escape(record.getMessage())}", soft_wrap=True)
+
+
+def set_verbosity(verbosity: str | None, verbose: int = 0, quiet: bool = False) -> int:
+    """The level from --verbosity (or FORGETLESS_VERBOSITY), each -v one step chattier; --quiet hides status lines."""
+    level = max(logging.DEBUG, LEVELS[(verbosity or "warning").lower()] - 10 * verbose)
+    logger = logging.getLogger("forgetless")
+    logger.setLevel(level)
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleHandler())
+    state["quiet"] = quiet or level >= logging.ERROR
+    # transformers' warnings would drown our output; they show only when a level was asked for
+    state["library_level"] = logging.ERROR if quiet or (verbosity is None and not verbose) else level
+    state["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    state["command"] = shlex.join(["forgetless", *sys.argv[1:]])
+    return level
 
 
 def quiet_libraries() -> None:
-    """transformers' own bars and warnings would drown ours."""
+    """transformers logs at the chosen level (default: errors only); its bars are replaced by ours."""
     import transformers
 
-    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity(state["library_level"])
     transformers.utils.logging.disable_progress_bar()
+
+
+def remember(kind: str, **fields: Any) -> int | None:
+    """Add this command's result to the run history (`forgetless runs`); a failure there only warns."""
+    from forgetless.history import record
+
+    return record(kind, started=state["started"], command=state["command"], **fields)
 
 
 def print_json(obj: Any) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
+from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
 from forgetless.cli.main import app
 
 demo_app = typer.Typer(name="demo", no_args_is_help=False, rich_markup_mode="rich")
 app.add_typer(demo_app, name="demo")
+
+
+ROW_DETAILS = {"name", "description", "curve", "categories", "command", "config"}  # kept out of the run history
 
 
 def _pts(est: Any) -> str:
@@ -79,6 +83,9 @@ def demo_command(
                            threshold=threshold, recover=recover,
                            strategies=tuple(strategy) if strategy else STRATEGY_KEYS)
     result = run_with_progress(run_study, options, notify=info)
+    remember("demo", model=model, config=asdict(options), paths={"out": result.out, **result.paths},
+             metrics={"recommended": result.recommended, "seconds": result.seconds,
+                      "strategies": {r.name: r.model_dump(mode="json", exclude=ROW_DETAILS) for r in result.rows}})
     if as_json:
         print_json({"out": str(result.out), "recommended": result.recommended, "reason": result.reason,
                     "strategies": [r.model_dump(mode="json", exclude={"curve", "categories", "config"})
@@ -112,6 +119,8 @@ def tiny_command(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "tiny-demo.svg", tiny_demo_svg(result))
         atomic_write_text(out / "tiny-demo.json", result.to_json() + "\n")
+    remember("demo", model="tiny", config={"demo": "tiny", "seed": seed, **asdict(result.settings)},
+             metrics={"mlp": result.to_dict()["mlp"], "quadratic": asdict(result.quadratic)}, paths={"out": out})
     if as_json:
         print_json(result.to_dict())
         return

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
+from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
 from forgetless.cli.main import app
 from forgetless.eval import DEFAULT_SUITES, EvalSettings, evaluate
+from forgetless.integrations import lm_eval as lm_eval_bridge
 from forgetless.io import check_output_path
 from forgetless.models import load_model
 from forgetless.suites import list_bundled_suites, load_suite
@@ -37,10 +38,15 @@ def print_summary(summary: dict) -> None:
     console.print(table)
 
 
+def overall(summary: dict) -> dict:
+    """Each suite's overall numbers (the per-category ones stay in the results file)."""
+    return {suite: data["overall"] for suite, data in summary.items()}
+
+
 @app.command("eval")
 def eval_command(
     model: str = typer.Argument(..., help="Built-in name, local folder, .gguf file, hub id, or a forgetless run folder."),
-    suite: list[str] = typer.Option(list(DEFAULT_SUITES), "--suite", "-s", help="Bundled suite name or JSONL file; repeatable."),
+    suite: list[str] = typer.Option(list(DEFAULT_SUITES), "--suite", "-s", help="Bundled suite name, JSONL file, or lm-eval:TASK[,TASK...] (docs/lm-eval.md); repeatable."),
     out: Path = typer.Option(Path("results.json"), "--out", "-o", help="Where to write per-item results (JSON)."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="A PEFT adapter folder to put on the model."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Model to measure KL against; 'base' = the adapter's own base."),
@@ -59,9 +65,12 @@ def eval_command(
       forgetless eval smollm2-135m --out before.json
       forgetless eval runs/demo --reference base --out after.json
       forgetless eval ./my-model --suite general --suite my_suite.jsonl
+      forgetless eval smollm2-135m --suite lm-eval:arc_easy,tasks/forgetless_general.yaml
     """
     check_output_path(out)
-    suites = [load_suite(s) for s in suite]
+    lm_specs = lm_eval_bridge.parse_specs([s for s in suite if lm_eval_bridge.is_lm_eval_suite(s)])
+    suites = [load_suite(s) for s in suite if not lm_eval_bridge.is_lm_eval_suite(s)]
+    lm_tasks = lm_eval_bridge.load_tasks(lm_specs) if lm_specs else None  # a typo fails before the model loads
     quiet_libraries()
     info(f"loading [bold]{model}[/]")
     opts = model_options(adapter, device, dtype, trust_remote_code, allow_pickle)
@@ -75,7 +84,11 @@ def eval_command(
                          allow_pickle=allow_pickle)
     settings = EvalSettings(batch_size=batch_size, open_ended=open_ended, max_new_tokens=max_new_tokens)
     result = run_with_progress(evaluate, loaded, suites, reference=ref, settings=settings)
+    if lm_tasks:
+        result = lm_eval_bridge.combine(result, lm_eval_bridge.evaluate_lm_eval(loaded, lm_tasks, batch_size=batch_size))
     result.save(out)
+    remember("eval", model=model, config={"suites": suite, "adapter": adapter, "reference": reference,
+                                          **result.settings}, metrics=overall(result.summary), paths={"results": out})
     if as_json:
         print_json({"out": str(out), "summary": result.summary, "timings": result.timings})
         return

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
+from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from forgetless.cli.console import err_console, state
-from forgetless.errors import ForgetlessError
+from forgetless.cli.console import LEVELS, err_console, set_verbosity
+from forgetless.errors import ForgetlessError, Interrupted
 
 app = typer.Typer(
     name="forgetless",
@@ -20,14 +22,25 @@ app = typer.Typer(
 )
 
 
+Verbosity = Enum("Verbosity", {name: name for name in LEVELS}, type=str)
+
+
 @app.callback()
-def _root(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status lines.")) -> None:
-    state["quiet"] = quiet
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status lines."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False,
+                                help="More log output: -v info, -vv debug."),
+    verbosity: Optional[Verbosity] = typer.Option(None, "--verbosity", envvar="FORGETLESS_VERBOSITY",
+                                                  case_sensitive=False, show_envvar=True,
+                                                  help="Log level of forgetless and transformers (as "
+                                                       "TRANSFORMERS_VERBOSITY); error also hides status lines."),
+) -> None:
+    set_verbosity(verbosity.value if verbosity else None, verbose, quiet)
 
 
 def _register_commands() -> None:
     """Each module adds its own subcommands; importing them here keeps `main` tiny."""
-    from forgetless.cli import compare, demo, eval, info, merge, run, train  # noqa: F401
+    from forgetless.cli import compare, demo, eval, info, lmeval, merge, run, runs, train  # noqa: F401
 
 
 _register_commands()
@@ -39,7 +52,8 @@ def main() -> None:
         app()
     except ForgetlessError as e:
         # The message quotes user text (paths, JSON values): escape it, or "[/x]" in it would crash Rich.
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
+        label = "[yellow]interrupted:[/]" if isinstance(e, Interrupted) else "[bold red]error:[/]"
+        err_console.print(f"{label} {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

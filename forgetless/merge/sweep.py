@@ -14,6 +14,8 @@ domain gain; None when no alpha > 0 fits. Judging the upper CI end means a small
 cannot rule out a large drop does not pass.
 
 The tuned model is loaded once; its weights are set in place for each alpha and restored after.
+Results already at hand (`known`, e.g. `forgetless run`'s before/after evaluations for alpha 0 and
+1) are used instead of evaluating those alphas again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -219,15 +221,37 @@ def _stage(alpha: float, progress: Progress | None) -> Progress | None:
     return lambda stage, done, total: progress(f"alpha {alpha:g} | {stage}", done, total)
 
 
+def reuse(result: EvalResult, suites: list[Suite]) -> EvalResult:
+    """A copy of an evaluation already made, narrowed to `suites`; refused unless it scored exactly those items."""
+    scored = {s.name: s.sha256 for s in result.suites}
+    differ = [s.name for s in suites if scored.get(s.name) != s.sha256]
+    if differ:
+        raise ForgetlessError(f"a known result did not score suite(s) {differ} as the sweep does",
+                              hint="pass results evaluated on the sweep's own suites")
+    names = set(scored) & {s.name for s in suites}
+    return result.model_copy(update={"model": dict(result.model),
+                                     "suites": [s for s in result.suites if s.name in names],
+                                     "items": [it for it in result.items if it.suite in names]})
+
+
 def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settings: EvalSettings,
-                    progress: Progress | None) -> tuple[dict[float, EvalResult], dict[float, tuple[float, float]]]:
+                    progress: Progress | None, known: Mapping[float, EvalResult] | None = None,
+                    ) -> tuple[dict[float, EvalResult], dict[float, tuple[float, float]]]:
     """theta(alpha) for each alpha in place, evaluated; the model is left at alpha = 1 (the tuned model).
 
+    An alpha in `known` takes that result (same settings assumed) instead of an evaluation, with 0
+    seconds: theta(0) is the base and theta(1) the tuned model, so their own evaluations are these
+    alphas' results (item for item; for LoRA up to float rounding, ~1e-6 in log-likelihood).
     Returns the results and, per alpha, (seconds to set the weights, seconds to set + evaluate).
     """
     evals, seconds = {}, {}
     try:
         for alpha in alphas:
+            if known and alpha in known:
+                evals[alpha] = reuse(known[alpha], suites)
+                evals[alpha].model.update(alpha=alpha, interpolation=pair.kind, base_model=pair.base)
+                seconds[alpha] = (0.0, 0.0)
+                continue
             start = time.perf_counter()
             pair.interpolator.set_alpha(alpha)
             set_done = time.perf_counter()
@@ -244,12 +268,14 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
           domain_suite: str | Suite | None = "domain", general_metric: GeneralMetric = "both",
           settings: EvalSettings | None = None, confidence: float = 0.95, seed: int = 0,
           out: str | Path | None = None, overwrite: bool = False, device: str | None = None,
-          dtype: str | None = None, progress: Progress | None = None) -> SweepResult:
+          dtype: str | None = None, progress: Progress | None = None,
+          known: Mapping[float, EvalResult] | None = None) -> SweepResult:
     """Evaluate theta(alpha) = (1 - alpha) theta_0 + alpha theta_ft per alpha; choose by `choose_alpha`.
 
     `tuned` may be a run folder, a model folder or a model in memory (changed in place during the
     sweep and restored to alpha = 1 after). With `out`, the chosen model is saved there (as by
-    `merge`) together with sweep.json.
+    `merge`) together with sweep.json. `known`: results already computed with these settings for
+    some alphas (typically {0: base evaluation, 1: tuned evaluation}), used instead of evaluating.
     """
     if not (budget >= 0 and math.isfinite(budget)):
         raise ForgetlessError(f"budget must be a non-negative accuracy drop, got {budget}", hint="e.g. 0.02")
@@ -265,7 +291,7 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
         require_base(pair)
     load_seconds = time.perf_counter() - started
     evals, seconds = evaluate_alphas(pair, grid, [*general, *([domain] if domain else [])], settings or EvalSettings(),
-                                     progress)
+                                     progress, known)
     rng = np.random.default_rng(seed)
     rows = []
     for alpha in grid:

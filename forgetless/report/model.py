@@ -141,6 +141,23 @@ class Sweep(BaseModel):
     budget: float | None = None  # the largest tolerated general drop
     description: str = ""
 
+    @classmethod
+    def from_sweep(cls, result: Any, description: str = "") -> Sweep:
+        """From a `forgetless.merge.SweepResult`: per alpha, the domain gain and the general drop, the worse
+        of knowledge and behaviour (its CI: the larger lower end up to the worst upper end the budget judges)."""
+        rows = []
+        for r in result.rows:
+            drops = [d for d in (r.knowledge_drop, r.behaviour_drop) if d is not None]
+            cis = [c for c in (r.knowledge_ci, r.behaviour_ci) if c is not None]
+            gain_ci = r.domain_gain_ci or (None, None)
+            rows.append(SweepRow(
+                alpha=r.alpha, within_budget=r.within_budget,
+                domain_gain=Estimate(value=r.domain_gain, ci_low=gain_ci[0], ci_high=gain_ci[1]),
+                general_drop=Estimate(value=max(drops) if drops else None,
+                                      ci_low=max(c[0] for c in cis) if cis else None, ci_high=r.general_drop_high)))
+        return cls(rows=rows, chosen_alpha=result.chosen, budget=result.budget,
+                   description=f"{description}: {result.reason}" if description else result.reason)
+
 
 class Sample(BaseModel):
     """One question with the reply before and after fine-tuning."""

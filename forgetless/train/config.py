@@ -8,6 +8,7 @@ on one line, each with the bad value and how to fix it. Unknown keys get "did yo
 
 from __future__ import annotations
 
+import importlib.util
 import types
 import typing
 from pathlib import Path
@@ -23,6 +24,10 @@ Method = Literal["full", "lora"]
 PresetName = Literal["safe", "balanced", "aggressive"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+# transformers' `report_to` names -> the modules it needs (any one of them)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",),
+            "comet_ml": ("comet_ml",), "neptune": ("neptune",), "clearml": ("clearml",), "trackio": ("trackio",),
+            "dvclive": ("dvclive",), "swanlab": ("swanlab",), "codecarbon": ("codecarbon",)}
 
 
 class Section(BaseModel):
@@ -182,8 +187,11 @@ class TrainConfig(Section):
     save_steps: int = Field(200, gt=0, description="Save a checkpoint every this many steps (for --resume).")
     save_total_limit: int | None = Field(2, gt=0, description="Checkpoints kept (oldest deleted first).")
     logging_steps: int = Field(10, gt=0, description="Log loss and penalties every this many steps.")
-    report_to: str | list[str] = Field("none", description="Trackers for transformers' Trainer: none, "
-                                                           "tensorboard, wandb, ...")
+    report_to: str | list[str] = Field("none", description="Experiment trackers that transformers' Trainer sends "
+                                                           "the training logs (loss, each penalty, learning rate) "
+                                                           "to: 'none', 'all' (every installed one), or one or a "
+                                                           "list of " + ", ".join(TRACKERS) + ". The tracker's "
+                                                           "package must be installed.")
 
     @field_validator("learning_rate")
     @classmethod
@@ -191,6 +199,22 @@ class TrainConfig(Section):
         if v is not None and not v > 0:
             raise ValueError(f"must be > 0, got {v} (typical: 1e-5..2e-5 for full fine-tuning, "
                              "1e-4..3e-4 for LoRA)")
+        return v
+
+    @field_validator("report_to")
+    @classmethod
+    def _installed_trackers(cls, v: str | list[str]) -> str | list[str]:
+        names = [v] if isinstance(v, str) else v
+        if len(names) > 1 and {"none", "all"} & set(names):
+            raise ValueError(f"'none' and 'all' stand alone, not in a list (got {v!r})")
+        for name in names:
+            if name in ("none", "all"):
+                continue
+            if name not in TRACKERS:
+                raise ValueError(f"unknown tracker '{name}' ({did_you_mean(name, ['none', 'all', *TRACKERS])})")
+            if not any(importlib.util.find_spec(module) for module in TRACKERS[name]):
+                raise ValueError(f"tracker '{name}' is not installed (pip install {name.replace('_', '-')}, "
+                                 "or report_to: none)")
         return v
 
     @model_validator(mode="after")

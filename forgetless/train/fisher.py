@@ -245,6 +245,7 @@ def diagonal_fisher(
     total = {n: torch.zeros_like(p, dtype=_acc_dtype(p)) for n, p in chosen.items()}
     seen, use_vmap, was_training = 0, strategy != "loop", model.training
     model.eval()
+    restore_hooks = _drop_input_grad_hooks(model)
     try:
         for batch in batches:
             keep = _has_targets(batch)
@@ -267,9 +268,26 @@ def diagonal_fisher(
                 break
     finally:
         model.train(was_training)
+        restore_hooks()
     if seen == 0:
         raise ForgetlessError("no example with a label token to compute the Fisher on", where="fisher")
     return {n: (t / seen).to(_fisher_dtype(chosen[n])) for n, t in total.items()}
+
+
+def _drop_input_grad_hooks(model: nn.Module) -> Callable[[], None]:
+    """Remove transformers' `enable_input_require_grads` hooks (PEFT and TRL add them for gradient
+    checkpointing) until the returned function is called: they call `requires_grad_` inside the
+    forward, which torch.func refuses, and functional gradients do not need them."""
+    hooked = [m for m in model.modules()
+              if getattr(m, "_require_grads_hooks", None) or getattr(m, "_require_grads_hook", None)]
+    for m in hooked:
+        m.disable_input_require_grads()
+
+    def restore() -> None:
+        for m in hooked:
+            m.enable_input_require_grads()
+
+    return restore
 
 
 def _batch_sums(engine: _PerExampleGrads, batch: Batch, chunk_size: int, use_vmap: bool, strategy: str):

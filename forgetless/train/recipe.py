@@ -29,7 +29,7 @@ import torch
 import yaml
 from transformers.trainer_callback import PrinterCallback
 
-from forgetless.errors import ForgetlessError
+from forgetless.errors import ForgetlessError, Interrupted
 from forgetless.io import atomic_write_json, atomic_write_text, check_output_path, write_jsonl
 from forgetless.models.device import pick_device
 from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
@@ -38,7 +38,7 @@ from forgetless.train.config import TrainConfig, dump_config
 from forgetless.train.data import ExampleDataset, Tokenized, collator_for, read_records, tokenize_records
 from forgetless.train.freeze import apply_lora, freeze_bottom, trainable_summary
 from forgetless.train.replay import mix, replay_count, replay_records, sample
-from forgetless.train.trainer import ForgetlessTrainer, LogLastStep, NonFiniteGuard
+from forgetless.train.trainer import ForgetlessTrainer, LogLastStep, NonFiniteGuard, SaveOnInterrupt
 
 Notify = Callable[[str], None]
 # Settings a checkpoint depends on (weights' shapes, data order); others may change on --resume.
@@ -78,10 +78,11 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     checkpoint in RUN/checkpoints with the same data order.
     """
     started, clock = datetime.now(timezone.utc), time.time()
-    notify = notify or (lambda message: None)
+    main = is_main_process()
+    notify = notify if notify and main else (lambda message: None)
     config = presets.resolve(config)
     existed = bool(config.out) and Path(config.out).expanduser().exists()
-    run_dir = prepare_run_dir(config, resume, notify)
+    run_dir = prepare_run_dir(config, resume, notify) if main else Path(config.out).expanduser()
     restore = seed_everything(config.seed, config.deterministic)
     fitting = False
     try:
@@ -96,11 +97,11 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
             monitor = build_monitor(config, loaded.tokenizer)
             callbacks = [*callbacks, *([monitor] if monitor else [])]
-            guard = NonFiniteGuard()
+            guard, interrupt = NonFiniteGuard(), SaveOnInterrupt()
             trainer = ForgetlessTrainer(
                 model=model, args=training_arguments(config, run_dir, progress=progress),
                 train_dataset=ExampleDataset(data.stream), data_collator=collator_for(loaded.tokenizer),
-                processing_class=loaded.tokenizer, callbacks=[guard, LogLastStep(), *callbacks],
+                processing_class=loaded.tokenizer, callbacks=[interrupt, guard, LogLastStep(), *callbacks],
                 regularizers=regularizers, guard=guard)
             if not progress:
                 trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
@@ -108,15 +109,19 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             fitting = True
             fit(trainer, checkpoint)
     except BaseException:
-        if not fitting and not resume:  # failed before training (missing model, bad data): leave nothing behind
+        if not fitting and not resume and main:  # failed before training (no model, bad data): leave nothing behind
             discard_run_dir(run_dir, existed)
         raise
     finally:
         restore()
     history = [dict(row) for row in trainer.state.log_history]
-    write_jsonl(run_dir / "train_log.jsonl", history)
+    if main:
+        write_jsonl(run_dir / "train_log.jsonl", history)
     if guard.bad is not None:
         raise nonfinite_error(guard, run_dir, config)
+    if interrupt.step is not None:
+        raise Interrupted(f"interrupted at step {interrupt.step} of {trainer.state.max_steps}; checkpoint saved",
+                          where=last_checkpoint(run_dir), hint=f"continue with --resume --out {run_dir}")
     save_weights(trainer, config, loaded, run_dir)
     result = TrainResult(run_dir=run_dir, steps=trainer.state.global_step, final_loss=_final_loss(history),
                          seconds=round(time.time() - clock, 2), warnings=risks, counts=data.counts,
@@ -125,6 +130,11 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     if trainer.is_world_process_zero():
         write_run_file(result, config, loaded, started, resumed_from=checkpoint)
     return result
+
+
+def is_main_process() -> bool:
+    """Rank 0 under `accelerate launch`/`torchrun` (or a single process): the one that writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextmanager
@@ -217,7 +227,8 @@ def save_weights(trainer: Any, config: TrainConfig, loaded: LoadedModel, run_dir
     """RUN/adapter (LoRA, safetensors) or RUN/model (full model + tokenizer), swapped in atomically."""
     name = "adapter" if config.method == "lora" else "model"
     target, tmp = run_dir / name, run_dir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if trainer.is_world_process_zero():  # another process must not delete what rank 0 is writing
+        shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))  # adapter only for a PEFT model; tokenizer too (processing_class)
     if trainer.is_world_process_zero():
         if target.exists():

@@ -12,11 +12,15 @@ on disk is always a good one; the recipe turns that into a clear error.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback
+
+from forgetless.errors import ForgetlessError
 
 
 @dataclass
@@ -38,6 +42,42 @@ class NonFiniteGuard(TrainerCallback):
         return control
 
 
+class SaveOnInterrupt(TrainerCallback):
+    """Ctrl-C finishes the current step, saves a checkpoint and stops, so `--resume` loses nothing.
+
+    The first SIGINT only sets a flag (and puts the previous handler back, so a second Ctrl-C
+    aborts at once); the step boundary then asks the Trainer to save and stop. Only the main
+    thread can own a signal handler; elsewhere Ctrl-C keeps its default behaviour.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None  # the step at which training stopped for the interrupt
+        self._requested = False
+        self._previous: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return control
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self._requested and self.step is None:
+            self.step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self._previous is not None and not self._requested:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+        return control
+
+
 class LogLastStep(TrainerCallback):
     """Logs the final step too, so the last loss (and penalties) of a run always reach the log."""
 
@@ -47,11 +87,13 @@ class LogLastStep(TrainerCallback):
         return control
 
 
-class ForgetlessTrainer(Trainer):
-    """`Trainer` whose loss adds the penalties of `regularizers`, a list of (log name, regularizer).
+class PenaltyTrainerMixin:
+    """Adds the penalties of `regularizers`, a list of (log name, regularizer), to any Trainer's loss.
 
-    A regularizer has `penalty(model, batch, outputs=None) -> Tensor` (already weighted); it gets
-    the model outputs of the task forward pass so a KL term can reuse the logits.
+    Put it first: `class MyTrainer(PenaltyTrainerMixin, SFTTrainer)`. A regularizer has
+    `penalty(model, batch, outputs=None) -> Tensor` (already weighted). It gets the outputs of the
+    task forward pass, so a KL term reuses the logits, only from the plain `Trainer.compute_loss`:
+    other trainers (TRL's fused LM head) may return no logits, or logits without gradient.
     """
 
     def __init__(self, *args: Any, regularizers: list[tuple[str, Any]] | None = None,
@@ -64,8 +106,10 @@ class ForgetlessTrainer(Trainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        task, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                             num_items_in_batch=num_items_in_batch)
+        reuse = super().compute_loss.__func__ is Trainer.compute_loss  # its outputs carry the logits, with grad
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs or reuse,
+                                      num_items_in_batch=num_items_in_batch)
+        task, outputs = result if (return_outputs or reuse) else (result, None)
         # The Trainer divides the returned loss by the accumulation steps unless the task loss was
         # already normalized over the whole accumulated batch; penalties must match that scale.
         scaled = getattr(self, "loss_is_scaled_for_ga", None)  # an attribute since transformers 5.2x
@@ -78,14 +122,24 @@ class ForgetlessTrainer(Trainer):
         terms = {"loss_task": task}
         loss = task
         if model.training and self.regularizers:
+            self._refuse_sharded_weights()
             plain = self.accelerator.unwrap_model(model)
             for name, reg in self.regularizers:
-                penalty = reg.penalty(plain, inputs, outputs=outputs) / ga
+                penalty = reg.penalty(plain, inputs, outputs=outputs if reuse else None) / ga
                 terms[name] = penalty
                 loss = loss + penalty
         if model.training:
             self._record(terms, report)
         return (loss, outputs) if return_outputs else loss
+
+    def _refuse_sharded_weights(self) -> None:
+        """Penalties read whole weights (LoRA factors, anchors, the base forward) outside the wrapped
+        forward pass; FSDP and DeepSpeed ZeRO-3 keep only a shard of each weight there."""
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if getattr(self, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", 0) == 3:
+            raise ForgetlessError("regularizers need every weight whole on each process, but FSDP / DeepSpeed "
+                                  "ZeRO-3 shard them", hint="use DDP or DeepSpeed ZeRO-1/2, or train without "
+                                  "regularizers (replay still works)")
 
     def _record(self, terms: dict[str, torch.Tensor], report: int) -> None:
         numbers = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()  # one sync
@@ -100,7 +154,22 @@ class ForgetlessTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._sums:  # a training log: add each term's window average
             steps = max(1, self.state.global_step - self._window_start)
-            for key, total in self._sums.items():
+            for key, total in self._mean_over_processes(self._sums).items():
                 logs[key] = round(total / steps, 6)
             self._sums = {}
         super().log(logs, start_time)
+
+    def _mean_over_processes(self, sums: dict[str, float]) -> dict[str, float]:
+        """Under DDP each process saw its own shard of the batch: average, as the Trainer does for `loss`.
+
+        Every process logs at the same steps (the Trainer gathers `loss` there too), so this collective
+        cannot hang.
+        """
+        if self.accelerator.num_processes == 1:
+            return sums
+        values = torch.tensor(list(sums.values()), dtype=torch.float64, device=self.accelerator.device)
+        return dict(zip(sums, self.accelerator.reduce(values, reduction="mean").tolist()))
+
+
+class ForgetlessTrainer(PenaltyTrainerMixin, Trainer):
+    """The HF `Trainer` with regularizer penalties (see `PenaltyTrainerMixin`)."""

@@ -1,5 +1,5 @@
 """`forgetless run`: the main job. Baseline evaluation -> protected training -> evaluation after ->
-paired comparison -> report, in one run folder.
+paired comparison -> (with a budget) recovery sweep -> report, in one run folder.
 
 The default protection is LoRA (base frozen) + self-replay (the base model's own answers to general
 prompts mixed into training) + the forgetting monitor. A user's YAML config overrides any of it.
@@ -8,6 +8,8 @@ prompts mixed into training) + the forgetting monitor. A user's YAML config over
 from __future__ import annotations
 
 import copy
+import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +19,16 @@ import yaml
 
 from forgetless.compare import ForgettingReport, compare
 from forgetless.errors import ForgetlessError
-from forgetless.eval import EvalSettings, evaluate
+from forgetless.eval import EvalResult, EvalSettings, evaluate
 from forgetless.io import atomic_write_json, check_output_path
+from forgetless.merge import DEFAULT_ALPHAS, SweepResult, sweep
+from forgetless.merge.saving import check_alpha
+from forgetless.merge.sweep import SWEEP_FILE
 from forgetless.models import load_model
+from forgetless.models.loading import LoadedModel
+from forgetless.suites import Suite
 from forgetless.train.data import read_records
-from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, workflow_suites
+from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, GENERAL, workflow_suites
 
 Progress = Callable[[str, int, int], None]
 
@@ -51,6 +58,8 @@ class RunOptions:
     threshold: float = 0.05
     overrides: list[str] = field(default_factory=list)  # dotted key=value, as `train --set`
     batch_size: int = 16
+    budget: float | None = None  # recovery: keep the best alpha whose general drop stays within it (None: no sweep)
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS  # the recovery sweep's grid (0 and 1 reuse before/after)
 
 
 @dataclass
@@ -60,6 +69,7 @@ class RunSummary:
     paths: dict[str, str]
     seconds: dict[str, float]
     train: dict[str, Any]
+    sweep: SweepResult | None = None  # the recovery sweep, when a budget was set
 
 
 def training_config(options: RunOptions, run_dir: Path) -> Any:
@@ -95,12 +105,14 @@ def run(options: RunOptions, *, progress: Progress | None = None,
     domain = options.domain_suite or (BUNDLED_DOMAIN_SUITE if options.data == BUNDLED_DATA else None)
     suites = workflow_suites(domain, options.per_type)  # parsed before any compute: bad files fail fast
     read_records(options.data)  # the training data too: a malformed line fails now, not after an evaluation
+    check_recovery(options)
     config = training_config(options, out / "train")
     settings = EvalSettings(batch_size=options.batch_size)
     seconds: dict[str, float] = {}
+    stages = 4 if options.budget is None else 5
 
     clock = time.perf_counter()
-    notify(f"[1/4] evaluating the base model {options.model}")
+    notify(f"[1/{stages}] evaluating the base model {options.model}")
     base = load_model(options.model)
     before = evaluate(base, suites, settings=settings, progress=progress)
     before.save(out / "before.json")
@@ -110,39 +122,86 @@ def run(options: RunOptions, *, progress: Progress | None = None,
     from forgetless.train import train
 
     clock = time.perf_counter()
-    notify(f"[2/4] training ({config.method}, replay {config.replay.fraction:g}, "
+    notify(f"[2/{stages}] training ({config.method}, replay {config.replay.fraction:g}, "
            f"{len(config.regularizers)} regularizer(s), monitor {'on' if config.monitor else 'off'})")
     result = train(config, progress=progress is not None, notify=notify)
     seconds["train"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    notify("[3/4] evaluating the fine-tuned model")
+    notify(f"[3/{stages}] evaluating the fine-tuned model")
     tuned = load_model(str(result.run_dir))
     after = evaluate(tuned, suites, reference="base" if tuned.adapter else None, settings=settings, progress=progress)
     after.save(out / "after.json")
     seconds["evaluate_after"] = time.perf_counter() - clock
 
-    notify("[4/4] comparing and writing the report")
+    notify(f"[4/{stages}] comparing" + (" and writing the report" if options.budget is None else ""))
     report = compare(before, after, threshold=options.threshold, training_data=config.data,
                      domain_suites=[domain] if domain else None)
     atomic_write_json(out / "compare.json", report.model_dump(mode="json"))
-    paths = write_run_report(out, report, options, result, seconds)
+
+    swept = None
+    if options.budget is not None:
+        clock = time.perf_counter()
+        notify(f"[5/5] recovery: sweeping alphas {', '.join(f'{a:g}' for a in options.alphas)} "
+               f"(budget {options.budget:g}) and writing the report")
+        swept = recover(options, tuned, suites, domain is not None, {0.0: before, 1.0: after}, settings, out, progress)
+        seconds["recovery_sweep"] = time.perf_counter() - clock
+        notify(f"recovery: {swept.reason}")
+    del tuned
+    paths = write_run_report(out, report, options, result, seconds, swept)
     return RunSummary(out=out, report=report, paths=paths, seconds=seconds,
                       train={"steps": result.steps, "final_loss": result.final_loss, "run_dir": str(result.run_dir),
-                             "monitor": result.monitor})
+                             "monitor": result.monitor}, sweep=swept)
+
+
+def check_recovery(options: RunOptions) -> None:
+    """A bad budget or alpha fails before any compute, not after training."""
+    if options.budget is None:
+        return
+    if not (options.budget >= 0 and math.isfinite(options.budget)):
+        raise ForgetlessError(f"budget must be a non-negative accuracy drop, got {options.budget}",
+                              hint="e.g. --budget 0.02")
+    if not options.alphas:
+        raise ForgetlessError("no alphas to sweep", hint="e.g. --alphas 0,0.25,0.5,0.75,1")
+    for alpha in options.alphas:
+        check_alpha(float(alpha))
+
+
+def recover(options: RunOptions, tuned: LoadedModel, suites: list[Suite], has_domain: bool,
+            known: dict[float, EvalResult], settings: EvalSettings, out: Path,
+            progress: Progress | None) -> SweepResult:
+    """The last stage: sweep theta(alpha) of the trained model and keep the best alpha inside the budget.
+
+    LoRA scales the adapter, full fine-tuning interpolates the weights, in place. alpha 0 and 1 are
+    the base and the tuned model, already evaluated (`known`): reused, not evaluated again.
+    Writes OUT/sweep.json and, only when an alpha fits, the chosen model to OUT/recovered/.
+    """
+    general = suites[:len(GENERAL)]  # workflow_suites order: the general suites, then the domain suite
+    result = sweep(options.model, tuned, alphas=options.alphas, budget=options.budget or 0.0,
+                   general_suites=general, domain_suite=suites[len(GENERAL)] if has_domain else None,
+                   settings=settings, out=out / "recovered", progress=progress, known=known)
+    result.save(out / SWEEP_FILE)
+    if result.chosen is None:  # sweep left only its sweep.json there: no model, so no folder
+        shutil.rmtree(out / "recovered")
+    return result
 
 
 def write_run_report(out: Path, report: ForgettingReport, options: RunOptions, result: Any,
-                     seconds: dict[str, float]) -> dict[str, str]:
-    from forgetless.report import ReportData, write_report
+                     seconds: dict[str, float], swept: SweepResult | None = None) -> dict[str, str]:
+    from forgetless.report import ReportData, Sweep, write_report
 
     command = f"forgetless run --model {options.model} --data {options.data} --out {options.out}"
     if options.config:
         command += f" --config {options.config}"
+    sweep = None
+    if swept is not None:
+        command += f" --budget {options.budget:g} --alphas {','.join(f'{a:g}' for a in options.alphas)}"
+        how = "LoRA adapter scaled by alpha" if swept.kind == "lora" else "weights interpolated towards the base"
+        sweep = Sweep.from_sweep(swept, f"the fine-tuned model, {how}")
     config_text = (out / "train" / "config.yaml").read_text() if (out / "train" / "config.yaml").exists() else ""
     data = ReportData.from_comparison(
         report, title="Fine-tuning without forgetting",
         reproduce={"commands": [command], "configs": {"train/config.yaml": config_text}},
         curve=(result.monitor or {}).get("points") or [],
-        timings={k: round(v, 1) for k, v in seconds.items()})
+        timings={k: round(v, 1) for k, v in seconds.items()}, sweep=sweep)
     return {k: str(v) for k, v in write_report(out, data).items()}

@@ -212,36 +212,26 @@ def _samples(before: EvalResult, after: EvalResult | None, n: int, label: str) -
 
 
 def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any], before: EvalResult,
-             settings: EvalSettings, domain: str | None, progress: Progress | None,
+             after: EvalResult, settings: EvalSettings, domain: str | None, progress: Progress | None,
              notify: Notify) -> tuple[Any, dict[str, Any] | None, Any, str]:
-    """Interpolation recovery of the aggressive full fine-tune. Returns (report Sweep, sweep dict, row, note)."""
+    """Interpolation recovery of the aggressive full fine-tune. Returns (report Sweep, sweep dict, row, note).
+
+    alpha 0 and 1 are the base and the aggressive model: their evaluations are reused, not repeated."""
     try:
         from forgetless.merge import sweep
     except Exception as e:  # noqa: BLE001 - the merge module is optional for the study
         return None, None, None, f"recovery skipped: forgetless.merge.sweep is not importable ({e})"
-    from forgetless.report import Estimate, StrategyRow, Sweep, SweepRow
+    from forgetless.report import StrategyRow, Sweep
 
     general = [s for s in suites if s.name in GENERAL]
     dom = next((s for s in suites if s.name == domain), None)
     try:
         result = sweep(base, str(tuned_dir), alphas=options.alphas or (0.5,), budget=options.threshold,
                        general_suites=general, domain_suite=dom, settings=settings, seed=options.seed,
-                       progress=_stage("recovery", progress))
+                       progress=_stage("recovery", progress), known={0.0: before, 1.0: after})
     except ForgetlessError as e:
         return None, None, None, f"recovery failed: {e}"
-    rows = []
-    for r in result.rows:
-        drops = [d for d in (r.knowledge_drop, r.behaviour_drop) if d is not None]
-        cis = [c for c in (r.knowledge_ci, r.behaviour_ci) if c is not None]
-        rows.append(SweepRow(
-            alpha=r.alpha,
-            domain_gain=Estimate(value=r.domain_gain, ci_low=r.domain_gain_ci[0] if r.domain_gain_ci else None,
-                                 ci_high=r.domain_gain_ci[1] if r.domain_gain_ci else None),
-            general_drop=Estimate(value=max(drops) if drops else None, ci_low=max(c[0] for c in cis) if cis else None,
-                                  ci_high=r.general_drop_high),
-            within_budget=r.within_budget))
-    report_sweep = Sweep(rows=rows, chosen_alpha=result.chosen, budget=options.threshold,
-                         description=f"aggressive full fine-tune interpolated towards the base: {result.reason}")
+    report_sweep = Sweep.from_sweep(result, "aggressive full fine-tune interpolated towards the base")
     row = None
     if result.chosen is not None and result.chosen in result.evals:
         after = result.evals[result.chosen]
@@ -329,14 +319,15 @@ def run_study(options: StudyOptions, progress: Progress | None = None,
     report_sweep, sweep_data, recovery_note = None, None, ""
     if not options.recover:
         recovery_note = "recovery not run (--no-recover)"
-    elif aggressive_dir is None:
+    elif aggressive_dir is None or aggressive_after is None:
         recovery_note = "recovery needs the aggressive full strategy"
     else:
         clock = time.perf_counter()
         notify(f"[{total}/{total}] recovery: interpolating the aggressive full fine-tune towards the base "
                f"(alphas {', '.join(f'{a:g}' for a in options.alphas or ())})")
         report_sweep, sweep_data, recovery_row, recovery_note = _recover(
-            options, base, aggressive_dir, suites, before, settings, BUNDLED_DOMAIN_SUITE, progress, notify)
+            options, base, aggressive_dir, suites, before, aggressive_after, settings, BUNDLED_DOMAIN_SUITE,
+            progress, notify)
         if recovery_row is not None:
             recovery_row.seconds = round(time.perf_counter() - clock, 1)
             rows.append(recovery_row)

@@ -100,6 +100,27 @@ def test_sweep_end_to_end(request, run_name, tiny_model_dir, suites_dir, tmp_pat
     assert reloaded.source == "run"
 
 
+def test_known_endpoints_give_the_rows_a_full_sweep_gives(full_run, tiny_model_dir, suites_dir):
+    """alpha 0 / 1 taken from the base's and the tuned model's own evaluations instead of evaluated again."""
+    general, domain = read_suite(suites_dir[0]), read_suite(suites_dir[1])
+    grid = {"alphas": [0.5, 1], "budget": 0.5, "general_suites": [general], "domain_suite": domain, "settings": FAST}
+    before = evaluate(load_model(str(tiny_model_dir), device="cpu"), [general, domain], settings=FAST)
+    after = evaluate(load_model(str(full_run), device="cpu"), [general, domain], settings=FAST)
+    everything = sweep(None, str(full_run), **grid)
+    reused = sweep(None, str(full_run), known={0: before, 1: after}, **grid)
+
+    def rows(result):
+        return [{k: v for k, v in r.items() if k not in ("eval_seconds", "set_seconds")}
+                for r in result.to_dict()["rows"]]
+
+    assert rows(reused) == rows(everything) and reused.chosen == everything.chosen
+    assert reused.row(0.0).eval_seconds == reused.row(1.0).eval_seconds == 0 < reused.row(0.5).eval_seconds
+    assert reused.evals[1.0].model["alpha"] == 1.0 and "alpha" not in after.model  # the caller's result is untouched
+    partial = before.model_copy(update={"suites": [s for s in before.suites if s.name == general.name]})
+    with pytest.raises(ForgetlessError, match="did not score"):
+        sweep(None, str(full_run), known={0: partial}, **grid)
+
+
 def test_sweep_refusals(full_run, suites_dir):
     with pytest.raises(ForgetlessError, match="between 0"):
         sweep(None, str(full_run), alphas=[0.5, 2.0], general_suites=[str(suites_dir[0])], domain_suite=None)

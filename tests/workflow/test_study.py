@@ -53,6 +53,7 @@ def test_report_and_study_json(study):
     assert (study.out / "report.md").is_file() and (study.out / "report.json").is_file()
     if study.sweep is not None:  # forgetless.merge present: the sweep is recorded, and its row if an alpha fits
         assert data["recovery"]["sweep"]["rows"]
+        assert data["recovery"]["sweep"]["rows"][0]["eval_seconds"] == 0  # alpha 0: the base evaluation, reused
         if study.sweep["chosen"] is not None:
             assert RECOVERY_NAME in [r.name for r in study.rows]
 

@@ -1,0 +1,1 @@
+"""Bridges to other evaluation tools (optional extras, imported only when used)."""
