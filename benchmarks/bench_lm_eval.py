@@ -28,6 +28,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch
 
 from forgetless.eval import EvalSettings, evaluate
+from forgetless.eval.prompts import continuation_text, encode, render_prompt
 from forgetless.integrations.lm_eval import evaluate_lm_eval, export_suite
 from forgetless.models import load_model
 from forgetless.suites import Suite, load_suite
@@ -80,6 +81,13 @@ def main() -> None:
     n_choices = sum(len(it.choices) for it in items)
     print(f"machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.1f}; {len(items)} mc items, {n_choices} choices")
+    tok = loaded.tokenizer
+    ctx = [len(encode(tok, render_prompt(tok, it.question))) for it in items]
+    cont = [[len(encode(tok, continuation_text(tok, c))) for c in it.choices] for it in items]
+    per_choice = sum(c * len(cs) + sum(cs) for c, cs in zip(ctx, cont))
+    shared = sum(ctx) + sum(map(sum, cont))
+    print(f"tokens through the model: lm-eval {per_choice:,} (the context again with every choice), forgetless "
+          f"{shared:,} (each context once) = {per_choice / shared:.2f}x fewer, whatever the load")
     folder = tempfile.mkdtemp(prefix="bench-lm-eval-")
     task = export_suite(suite, loaded.tokenizer, folder).task
     timed_forgetless(loaded, Suite(name="warm-up", path=None, items=items[:4]), args.batch_size)

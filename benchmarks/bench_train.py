@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import gc
 import json
 import os
@@ -425,37 +426,64 @@ def machine() -> dict[str, Any]:
             "threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.only:
-        print(json.dumps(only_variant(args)))
-        return 0
-    numbers: dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv, "model": args.model, "batch": [args.batch, args.length], "rounds": args.rounds,
-                               "warmup": args.warmup, "memory_steps": args.memory_steps,
-                               "machine_before": machine()}
-    print(f"machine: {numbers['machine_before']}")
+def release_memory() -> None:
+    """Hand freed memory back to the OS (glibc keeps it otherwise): the Fisher's ~10 GB must not stay
+    resident while the per-variant processes and the monitor runs work on a shared machine."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def measure_in_process(args: argparse.Namespace, numbers: dict[str, Any], progress: Any) -> None:
+    """The Fisher and the step times, which share one loaded model."""
     loaded = load_model(args.model, device=args.device, dtype="float32")
     numbers["device"] = str(loaded.device)
     fisher: dict[str, Tensor] = {}
     if "fisher" not in args.skip:
         batches = fisher_batches(loaded.tokenizer, args.fisher_examples, args.fisher_chunk, loaded.device)
         numbers["fisher"], fisher = measure_fisher(loaded.model, batches, loaded.device)
+        progress("fisher")
     if "steps" not in args.skip:
         if not fisher:  # EWC's step does not depend on the Fisher's values
             fisher = {n: torch.ones_like(p) for n, p in loaded.model.named_parameters()}
         numbers["steps"] = step_times(loaded, args, fisher)
-    del loaded, fisher
-    gc.collect()
+        progress("steps")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.only:
+        print(json.dumps(only_variant(args)))
+        return 0
+    numbers: dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv, "model": args.model,
+                               "batch": [args.batch, args.length], "rounds": args.rounds, "warmup": args.warmup,
+                               "memory_steps": args.memory_steps, "machine_before": machine()}
+    print(f"machine: {numbers['machine_before']}", flush=True)
+    start = time.perf_counter()
+
+    def progress(section: str) -> None:  # a long run keeps what it measured if it is stopped later
+        print(f"[{time.perf_counter() - start:6.0f} s] {section} done, load average {machine()['load_average']}",
+              flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+
+    measure_in_process(args, numbers, progress)
+    release_memory()
     if "memory" not in args.skip:
         numbers["memory"] = peak_memory(args)
+        progress("memory")
     if "monitor" not in args.skip:
         numbers["monitor"] = monitor_overhead(args)
+        progress("monitor")
     numbers["machine_after"] = machine()
+    numbers["seconds"] = round(time.perf_counter() - start, 1)
+    progress("all")
     print_report(numbers)
-    print(f"\nload average after: {numbers['machine_after']['load_average']} on {os.cpu_count()} CPUs")
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+    print(f"\nload average after: {numbers['machine_after']['load_average']} on {os.cpu_count()} CPUs; "
+          f"{numbers['seconds']:.0f} s in all")
     if "fisher" in numbers and not numbers["fisher"]["same"]:
         print("the vmap Fisher differs from the per-example loop", file=sys.stderr)
         return 1

@@ -7,12 +7,18 @@ from typing import Optional
 
 import typer
 
-from forgetless.cli.console import info, print_json, quiet_libraries
+from forgetless.cli.console import err_console, info, print_json, quiet_libraries, state
 from forgetless.cli.main import app
 from forgetless.integrations.lm_eval import LEFT_OUT, export_suite
 from forgetless.models import load_model
 from forgetless.models.builtin import DEFAULT_MODEL
 from forgetless.suites import load_suite
+
+
+def _command(text: str) -> None:
+    """A command line to copy: printed whole, never wrapped."""
+    if not state["quiet"]:
+        err_console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("export-lm-eval")
@@ -47,6 +53,6 @@ def export_lm_eval_command(
     info(f"wrote lm-eval task [bold]{done.task}[/] ({done.n_items} mc items) to [bold]{done.yaml_path}[/]")
     for kind, n in done.left_out.items():
         info(f"left out {n} {kind} items: {LEFT_OUT[kind]}")
-    info(f"run it: lm-eval run --model hf --model_args pretrained={loaded.path} --tasks {done.task} "
-         f"--include_path {out_dir}")
-    info(f"    or: forgetless eval {model} --suite lm-eval:{done.yaml_path}")
+    info("run it with either of:")
+    _command(f"  lm-eval run --model hf --model_args pretrained={loaded.path} --tasks {done.task} --include_path {out_dir}")
+    _command(f"  forgetless eval {model} --suite lm-eval:{done.yaml_path}")

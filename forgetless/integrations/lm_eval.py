@@ -330,7 +330,7 @@ def evaluate_lm_eval(model: LoadedModel, tasks: LmEvalTasks | Sequence[str], *, 
     items of an exported suite keep their own ids and categories.
     """
     lm_eval = _require_lm_eval()
-    tasks = tasks if isinstance(tasks, LmEvalTasks) else load_tasks(tasks)
+    tasks = tasks if isinstance(tasks, LmEvalTasks) else load_tasks([tasks] if isinstance(tasks, str) else tasks)
     exported = tasks.exported()
     _check_templates(exported, model.tokenizer)
     lm = bridge_lm(model, batch_size=batch_size, exact_tasks=list(exported))
