@@ -56,6 +56,7 @@ def test_quick_run_times_every_variant_and_the_fisher_estimates_agree(bench, tin
     for variant, row in numbers["steps"].items():
         assert len(row["seconds"]) == 2 and row["median_s"] > 0
         assert row["ratio"] > 0 and (row["ratio"] == 1.0 or variant in bench.TARGETS)
+        assert row["cpu_ratio"] > 0  # on CPU, the ratio of CPU seconds as well
     fisher = numbers["fisher"]
     assert fisher["same"] and fisher["max_diff_over_tensor_max"] <= bench.FISHER_RTOL and fisher["examples"] == 4
     printed = capsys.readouterr().out
