@@ -6,20 +6,22 @@
                  EWC and L2-SP <= 1.05x, LoRA-EWC <= 1.10x, KL <= 1.45x.
     peak memory  of each variant, each in a fresh process (`--only VARIANT`), from its setup to the end of
                  its steps: the peak resident set on CPU (Linux VmHWM), torch.cuda.max_memory_allocated on CUDA.
-    Fisher       forgetless's per-example (vmap) Fisher, as EWC's setup computes it, against the brute-force
-                 loop (one backward per example) on the same examples: time (target >= 3x faster) and
-                 values (must agree; the script exits 1 if they do not).
-    monitor      `forgetless.train.train` with and without the forgetting monitor at its default interval
-                 (target: <= 10% of the training time).
+    Fisher       forgetless's per-example Fisher, as EWC's setup computes it on this device (`auto`: the
+                 torch.func loop on CPU, vmap elsewhere) and with vmap forced, against the brute-force loop
+                 (one backward per example) on the same examples: time (target >= 3x faster) and values
+                 (must agree; the script exits 1 if they do not).
+    monitor      `forgetless.train.train` (the default LoRA config, two monitor intervals long) with and without
+                 the forgetting monitor at its default interval: the monitor's own seconds over the training
+                 time (target: <= 10%), cross-checked against the difference of the two runs.
 
 Side by side: the variants of one kind share one model and one AdamW state (a step costs the same whatever
 the weights hold), so they run in the same process and are interleaved: each round times one step of
 every variant, in an order rotated from round to round, and a variant's ratio is the median over rounds of
 its step time over the plain step of the same kind in that round; load drift on a shared machine cancels.
-The Fisher is timed chunk by chunk, alternating which of the two goes first.
+The Fisher is timed chunk by chunk, in an order rotated from chunk to chunk.
 
-Run: `python benchmarks/bench_train.py` (about 10 minutes on 2 idle CPU cores) or `--quick` (a smoke run).
-Exit status: 0 even when a speed target is MISSED, 1 when the two Fisher estimates differ.
+Run: `python benchmarks/bench_train.py` (about 12 minutes on 2 idle CPU cores) or `--quick` (a smoke run).
+Exit status: 0 even when a speed target is MISSED, 1 when a Fisher estimate differs from the loop.
 """
 
 from __future__ import annotations
@@ -170,42 +172,57 @@ def fisher_agreement(fast: dict[str, Tensor], slow: dict[str, Tensor]) -> dict[s
     return {"max_abs_diff": worst_abs, "max_diff_over_tensor_max": worst_rel, "rtol": FISHER_RTOL, "same": same}
 
 
-def measure_fisher(model: nn.Module, batches: list[Batch], device: torch.device) -> tuple[dict[str, Any], dict]:
-    """Both estimates on the same examples, chunk by chunk, alternating which goes first.
+FISHER_METHODS = ("auto", "vmap", "loop")  # EWC's setup on this device; vmap forced; the brute-force loop
 
-    Returns the numbers and the vmap Fisher (reused by the EWC variants).
+
+def fisher_call(how: str, model: nn.Module, batch: Batch, names: list[str]) -> dict[str, Tensor]:
+    """One chunk's Fisher (the mean over its examples): forgetless's estimate (`auto`: what EWC's setup runs
+    on this device, one call per chunk of its fisher_chunk_size examples; `vmap` forced) or the brute-force loop."""
+    if how == "loop":
+        return fisher_bruteforce(model, [batch], params=names)
+    params = {n: p for n, p in model.named_parameters() if n in names}
+    return diagonal_fisher(model, [batch], params=params, chunk_size=len(batch["input_ids"]), strategy=how)
+
+
+def measure_fisher(model: nn.Module, batches: list[Batch], device: torch.device) -> tuple[dict[str, Any], dict]:
+    """Every estimate on the same examples, chunk by chunk, in an order rotated from chunk to chunk, after one
+    untimed example of each (first-call costs). A speed-up is the median over chunks of loop / method seconds.
+
+    Returns the numbers and the `auto` Fisher (reused by the EWC variants).
     """
     names = [n for n, p in model.named_parameters() if p.is_floating_point()]
-    params = {n: p for n, p in model.named_parameters() if n in names}
-    seconds = {"vmap": 0.0, "loop": 0.0}
-    sums: dict[str, dict[str, Tensor]] = {"vmap": {}, "loop": {}}
+    for how in FISHER_METHODS:
+        fisher_call(how, model, {k: v[:1] for k, v in batches[0].items()}, names)
+    seconds: dict[str, list[float]] = {how: [] for how in FISHER_METHODS}
+    sums: dict[str, dict[str, Tensor]] = {how: {} for how in FISHER_METHODS}
     peaks: dict[str, float] = {}
     for i, batch in enumerate(batches):
         n = batch["input_ids"].shape[0]
-        for how in (("loop", "vmap") if i % 2 == 0 else ("vmap", "loop")):
+        for how in FISHER_METHODS[i % 3:] + FISHER_METHODS[:i % 3]:
             release_memory()
             reset_peak(device)
             before = current_mb(device)  # the model and this benchmark's sums: not the estimator's
             sync(device)
             start = time.perf_counter()
-            if how == "vmap":  # what EWC's setup runs, one chunk (EWC's default chunk size) per call
-                part = diagonal_fisher(model, [batch], params=params, chunk_size=n, strategy="vmap")
-            else:
-                part = fisher_bruteforce(model, [batch], params=names)
+            part = fisher_call(how, model, batch, names)
             sync(device)
-            seconds[how] += time.perf_counter() - start
+            seconds[how].append(time.perf_counter() - start)
             peaks[how] = max(peaks.get(how, 0.0), peak_mb(device) - before)
             for name, f in part.items():  # mean over the chunk -> sum over examples
                 sums[how][name] = sums[how].get(name, 0) + f.double() * n
             del part
     total = sum(b["input_ids"].shape[0] for b in batches)
     fisher = {how: {n: (s / total).float() for n, s in sums[how].items()} for how in sums}
-    numbers = {"examples": total, "chunk_size": batches[0]["input_ids"].shape[0],
-               "vmap_seconds": round(seconds["vmap"], 3), "loop_seconds": round(seconds["loop"], 3),
-               "speedup": round(seconds["loop"] / seconds["vmap"], 3),
-               "extra_peak_mb_loop": round(peaks["loop"]), "extra_peak_mb_vmap": round(peaks["vmap"]),
-               **fisher_agreement(fisher["vmap"], fisher["loop"])}
-    return numbers, fisher["vmap"]
+    auto = "vmap" if device.type != "cpu" else "loop"  # what diagonal_fisher's "auto" picks on this device
+    numbers: dict[str, Any] = {"examples": total, "chunk_size": batches[0]["input_ids"].shape[0], "auto_is": auto,
+                               "chunk_seconds": {how: [round(t, 3) for t in ts] for how, ts in seconds.items()}}
+    for how in FISHER_METHODS:
+        numbers[how] = {"seconds": round(sum(seconds[how]), 3), "extra_peak_mb": round(peaks[how])}
+        if how != "loop":
+            ratios = [lo / t for lo, t in zip(seconds["loop"], seconds[how])]
+            numbers[how] |= {"speedup": round(statistics.median(ratios), 3), **fisher_agreement(fisher[how], fisher["loop"])}
+    numbers["same"] = numbers["auto"]["same"] and numbers["vmap"]["same"]
+    return numbers, fisher["auto"]
 
 
 # --- training steps ----------------------------------------------------------------------------
@@ -377,7 +394,7 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("ok" if ok else "MISSED")
 
 
-def print_report(numbers: dict[str, Any]) -> None:
+def print_variants(numbers: dict[str, Any]) -> None:
     steps, memory = numbers.get("steps", {}), numbers.get("memory", {})
     if steps:
         print(f"\nstep time on {numbers['model']}, batch {numbers['batch'][0]} x {numbers['batch'][1]} tokens: the "
@@ -388,37 +405,57 @@ def print_report(numbers: dict[str, Any]) -> None:
     if memory:
         print(f"peak MB: each variant in a fresh process, from its setup to the end of {numbers['memory_steps']} "
               f"steps (EWC on a stand-in Fisher; estimating it is the Fisher line's peak)")
-    if steps or memory:
-        print(f"\n{'variant':11s} {'median step s':>13s} {'vs plain':>9s} {'target':>7s} {'':6s} {'CPU time':>9s} "
-              f"{'peak MB':>8s} {'vs plain':>9s}")
+    if not (steps or memory):
+        return
+    print(f"\n{'variant':11s} {'median step s':>13s} {'vs plain':>9s} {'target':>7s} {'':6s} {'CPU time':>9s} "
+          f"{'peak MB':>8s} {'vs plain':>9s}")
     for variant in VARIANTS:
-        s, m = steps.get(variant), memory.get(variant)
-        plain = memory.get(variant.partition("+")[0])
-        extra = f"{m['peak_mb'] - plain['peak_mb']:+d}" if m and plain else "-"
+        s, m, plain = steps.get(variant), memory.get(variant), memory.get(variant.partition("+")[0])
         target = TARGETS.get(variant)
+        check = verdict(s["ratio"] <= target if s else None) if target else ""
+        median = f"{s['median_s']:.3f}" if s else "-"
         ratio = f"{s['ratio']:.3f}x" if s else "-"
-        cpu_ratio = f"{s['cpu_ratio']:.3f}x" if s and "cpu_ratio" in s else "-"
-        check = verdict(s["ratio"] <= target if s and target else None) if target else ""
-        print(f"{variant:11s} {s['median_s'] if s else '-':>13} {ratio:>9s} "
-              f"{f'<= {target:.2f}' if target else '':>7s} {check:6s} {cpu_ratio:>9s} {m['peak_mb'] if m else '-':>8} {extra:>9s}")
+        cpu = f"{s['cpu_ratio']:.3f}x" if s and "cpu_ratio" in s else "-"
+        peak = str(m["peak_mb"]) if m else "-"
+        extra = f"{m['peak_mb'] - plain['peak_mb']:+d}" if m and plain else "-"
+        limit = f"<= {target:.2f}" if target else ""
+        print(f"{variant:11s} {median:>13s} {ratio:>9s} {limit:>7s} {check:6s} {cpu:>9s} {peak:>8s} {extra:>9s}")
+
+
+def print_fisher(f: dict[str, Any]) -> None:
+    loop = f["loop"]
+    print(f"\nFisher, {f['examples']} examples in chunks of {f['chunk_size']}, against the brute-force loop "
+          f"({loop['seconds']:.2f} s, peak {loop['extra_peak_mb']} MB above the resident model; target >= "
+          f"{FISHER_TARGET:g}x faster, values within {FISHER_RTOL:g} of each tensor's largest entry):")
+    for how, label in (("auto", f"forgetless (auto = {f['auto_is']} here)"), ("vmap", "forgetless vmap")):
+        m = f[how]
+        print(f"  {label:30s} {m['seconds']:8.2f} s  {m['speedup']:5.2f}x faster (median over chunks): "
+              f"{verdict(m['speedup'] >= FISHER_TARGET):6s} values {'the same' if m['same'] else 'DIFFER'} "
+              f"(max |diff| {m['max_abs_diff']:.2e}, {m['max_diff_over_tensor_max']:.2e} relative); "
+              f"peak {m['extra_peak_mb']} MB")
+
+
+def print_monitor(m: dict[str, Any]) -> None:
+    """The target is judged on the monitor's own timer (one run); the two runs' difference cross-checks it."""
+    default = m["every"] == m["default_every"]
+    interval = "the default" if default else f"not the default {m['default_every']}"
+    print(f"\nmonitor every {m['every']} steps ({interval}), {m['steps']} LoRA steps of batch {m['batch_size']}: "
+          f"training {m['train_seconds_without']:.1f} s without, {m['train_seconds_with']:.1f} s with; "
+          f"{m['measurements']} measurements {m['measurement_seconds']} s")
+    own, diff = m["share_self_reported"], m["share_measured"]
+    drift = " (the runs went one after the other: load drift between them shows here)" if abs(diff - own) > 0.03 else ""
+    print(f"monitor share of the training time: {100 * own:.1f}% by its own timer (target <= "
+          f"{100 * MONITOR_TARGET:g}%: {verdict(own <= MONITOR_TARGET if default else None)}); {100 * diff:.1f}% as "
+          f"the difference of the two runs{drift}; steady state (one measurement per {m['every']} steps, the step-0 "
+          f"baseline amortised) {100 * m['share_steady_state']:.1f}%")
+
+
+def print_report(numbers: dict[str, Any]) -> None:
+    print_variants(numbers)
     if "fisher" in numbers:
-        f = numbers["fisher"]
-        print(f"\nFisher, {f['examples']} examples in chunks of {f['chunk_size']}: vmap {f['vmap_seconds']:.2f} s vs "
-              f"loop {f['loop_seconds']:.2f} s = {f['speedup']:.2f}x faster (target >= {FISHER_TARGET:g}x: "
-              f"{verdict(f['speedup'] >= FISHER_TARGET)}); values {'the same' if f['same'] else 'DIFFER'}: "
-              f"max |diff| {f['max_abs_diff']:.2e}, {f['max_diff_over_tensor_max']:.2e} of the tensor's largest "
-              f"entry (allowed {FISHER_RTOL:g}); peak MB above the resident model: loop {f['extra_peak_mb_loop']}, "
-              f"vmap {f['extra_peak_mb_vmap']}")
+        print_fisher(numbers["fisher"])
     if "monitor" in numbers:
-        m = numbers["monitor"]
-        default = m["every"] == m["default_every"]
-        print(f"\nmonitor every {m['every']} steps ({'the default' if default else 'not the default ' + str(m['default_every'])}), "
-              f"{m['steps']} LoRA steps of batch {m['batch_size']}: training {m['train_seconds_without']:.1f} s without, "
-              f"{m['train_seconds_with']:.1f} s with; {m['measurements']} measurements {m['measurement_seconds']} s")
-        print(f"monitor share of training time: measured {100 * m['share_measured']:.1f}% (target <= "
-              f"{100 * MONITOR_TARGET:g}%: {verdict(m['share_measured'] <= MONITOR_TARGET if default else None)}), "
-              f"self-reported {100 * m['share_self_reported']:.1f}%, steady state (one measurement per "
-              f"{m['every']} steps, the step-0 baseline amortised) {100 * m['share_steady_state']:.1f}%")
+        print_monitor(numbers["monitor"])
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -434,14 +471,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=None, help="tokens per row (default 128; quick 64)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds of every variant (default 6; quick 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--fisher-examples", type=int, default=None, help="default 16; quick 4")
+    parser.add_argument("--fisher-examples", type=int, default=None, help="default 24; quick 4")
     parser.add_argument("--fisher-chunk", type=int, default=EWCConfig().fisher_chunk_size,
                         help="examples per vmap call (default: EWC's fisher_chunk_size)")
     parser.add_argument("--memory-steps", type=int, default=2, help="steps run by each --only process")
     parser.add_argument("--monitor-every", type=int, default=None, help=f"default: the config default "
                         f"({MonitorSection().every}); quick 4")
-    parser.add_argument("--monitor-steps", type=int, default=None, help="steps of each monitor run (default: one "
-                        "interval)")
+    parser.add_argument("--monitor-steps", type=int, default=None, help="steps of each monitor run (default: two "
+                        "intervals)")
     parser.add_argument("--monitor-batch", type=int, default=None, help="default: the config default "
                         f"({TrainConfig.model_fields['batch_size'].default}); quick 2")
     parser.add_argument("--skip", action="append", default=[], choices=["fisher", "steps", "memory", "monitor"])
@@ -449,12 +486,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"batch": (4, 2), "length": (128, 64), "rounds": (6, 3), "fisher_examples": (16, 4),
+    defaults = {"batch": (4, 2), "length": (128, 64), "rounds": (6, 3), "fisher_examples": (24, 4),
                 "monitor_every": (MonitorSection().every, 4), "monitor_batch": (None, 2)}
     for key, (normal, short) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, short if quick else normal)
-    args.monitor_steps = args.monitor_steps or args.monitor_every
+    args.monitor_steps = args.monitor_steps or 2 * args.monitor_every
     return args
 
 
@@ -516,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average after: {numbers['machine_after']['load_average']} on {os.cpu_count()} CPUs; "
           f"{numbers['seconds']:.0f} s in all")
     if "fisher" in numbers and not numbers["fisher"]["same"]:
-        print("the vmap Fisher differs from the per-example loop", file=sys.stderr)
+        print("a Fisher estimate differs from the brute-force per-example loop", file=sys.stderr)
         return 1
     return 0
 

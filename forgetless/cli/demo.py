@@ -35,14 +35,16 @@ def study_table(rows: list[Any], recommended: str | None) -> Any:
     from rich.table import Table
 
     table = Table(title="Strategy study (percentage points; drop = base - tuned, [95% CI], adjusted p)")
-    for col in ("strategy", "domain gain", "knowledge drop", "behaviour drop", "checklist", "KL", "verdict"):
+    for col in ("strategy", "domain gain", "knowledge drop", "behaviour drop", "checklist", "copies", "KL", "verdict"):
         table.add_column(col, justify="left" if col in ("strategy", "verdict") else "right")
     for r in rows:
         chk = "-" if r.checklist_after is None else (
             f"{(r.checklist_before or 0) * 100:.0f}% -> {r.checklist_after * 100:.0f}%")
+        copies = "-" if r.template_copy_after is None else (
+            f"{(r.template_copy_before or 0) * 100:.0f}% -> {r.template_copy_after * 100:.0f}%")
         name = f"[bold green]{r.name} *[/]" if r.name == recommended else r.name
         colour = {"forgetting": "red", "no_forgetting": "green", "inconclusive": "yellow"}.get(r.verdict or "", "white")
-        table.add_row(name, _pts(r.domain_gain), _pts(r.knowledge_drop), _pts(r.behaviour_drop), chk,
+        table.add_row(name, _pts(r.domain_gain), _pts(r.knowledge_drop), _pts(r.behaviour_drop), chk, copies,
                       "-" if r.kl is None else f"{r.kl:.3f}", f"[{colour}]{r.verdict or '-'}[/]")
     return table
 
@@ -61,7 +63,11 @@ def demo_command(
                                             "full-ewc, lora, lora-replay, lora-kl."),
     recover: bool = typer.Option(True, "--recover/--no-recover",
                                  help="Interpolate the aggressive full fine-tune back towards the base."),
-    threshold: float = typer.Option(0.05, "--threshold", min=0.0, help="Largest tolerated general drop."),
+    threshold: float = typer.Option(0.05, "--threshold", min=0.0,
+                                    help="Verdicts: a general drop at least this large (and significant) is forgetting."),
+    budget: float = typer.Option(0.10, "--budget", min=0.0,
+                                 help="Recovery: the largest general drop (upper 95% CI end) the chosen alpha may have. "
+                                      "60 items per type give CIs about +-9 pp wide; use --items 0 for tighter budgets."),
     seed: int = typer.Option(0, "--seed", min=0, help="Training and evaluation seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -70,7 +76,7 @@ def demo_command(
 
     Examples:
       forgetless demo --quick --out /tmp/study-quick
-      forgetless demo --out runs/study            (about 15 minutes on 2 CPU cores)
+      forgetless demo --out runs/study            (about 20 minutes on 2 CPU cores)
       forgetless demo --steps 60 --items 100 -s lora -s lora-replay
       forgetless demo tiny
     """
@@ -80,7 +86,7 @@ def demo_command(
 
     quiet_libraries()
     options = StudyOptions(model=model, out=str(out), quick=quick, steps=steps, per_type=items, seed=seed,
-                           threshold=threshold, recover=recover,
+                           threshold=threshold, budget=budget, recover=recover,
                            strategies=tuple(strategy) if strategy else STRATEGY_KEYS)
     result = run_with_progress(run_study, options, notify=info)
     remember("demo", model=model, config=asdict(options), paths={"out": result.out, **result.paths},

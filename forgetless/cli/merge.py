@@ -113,7 +113,7 @@ def sweep_command(
     metric: str = typer.Option("both", "--metric", help="General drop judged on: both, knowledge or behaviour."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for sweep.json and the chosen model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier sweep or merge output folder."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
+    batch_size: int = typer.Option(48, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
     open_ended: bool = typer.Option(True, "--open-ended/--no-open-ended", help="Also ask each mc question openly."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Token limit for short answers."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999, help="Confidence of the paired CIs."),

@@ -51,7 +51,7 @@ def run_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training YAML overriding the protected defaults."),
     out: Path = typer.Option(Path("runs/forgetless-run"), "--out", "-o", help="Run folder (must be new or empty)."),
     domain_suite: Optional[str] = typer.Option(None, "--domain-suite", help="Held-out domain questions (suite name or JSONL)."),
-    per_type: int = typer.Option(150, "--items", min=0, help="Items per type per suite (0 = whole suites)."),
+    per_type: int = typer.Option(50, "--items", min=0, help="Items per type per suite (0 = whole suites)."),
     threshold: float = typer.Option(0.05, "--threshold", min=0.0, help="Largest tolerated general drop."),
     set_: list[str] = typer.Option([], "--set", help="Override a training key, e.g. --set max_steps=30."),
     budget: Optional[float] = typer.Option(None, "--budget", min=0.0,

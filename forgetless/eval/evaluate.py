@@ -32,7 +32,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 class EvalSettings:
     """Everything besides the model and suites that a score depends on (recorded in the result)."""
 
-    batch_size: int = 16
+    batch_size: int = 48  # decoding on CPU is bound by reading the weights: 48 is 1.4x faster than 16 here
     open_ended: bool = True  # also ask every mc question without its choices
     max_new_tokens: int = 32  # gen items and open-ended twins
     check_max_new_tokens: int = 160  # checklist replies (JSON, lists) need room
@@ -110,7 +110,7 @@ def _score_text(model: Any, tok: Any, suite: Suite, s: EvalSettings, reference: 
             progress(f"{suite.name}: text", done[0], len(items))
 
     scores = score_texts(model, tok, [it.text for it in items], reference=None if reference == "base" else reference,
-                         reference_is_base=reference == "base", batch_size=max(1, s.batch_size // 2),
+                         reference_is_base=reference == "base", batch_size=max(1, min(8, s.batch_size // 2)),
                          max_length=s.max_text_tokens, on_batch=on_batch)
     return [ItemResult(suite=suite.name, id=it.id, type="text", category=it.category, prompt=it.text,
                        tokens=sc.tokens, nll=sc.nll, kl=sc.kl) for it, sc in zip(items, scores)]

@@ -70,10 +70,13 @@ def _strategies(d: ReportData) -> list[str]:
              pval(s.knowledge_drop.p_value if s.knowledge_drop else None), estimate(s.behaviour_drop),
              pval(s.behaviour_drop.p_value if s.behaviour_drop else None),
              f"{pct(s.checklist_before, 0)} → {pct(s.checklist_after, 0)}" if s.checklist_before is not None else "–",
+             f"{pct(s.template_copy_before, 0)} → {pct(s.template_copy_after, 0)}"
+             if s.template_copy_before is not None else "–",
              num(s.kl), seconds(s.seconds)] for s in d.strategies]
-    return ["## Strategies", "", "Drops: general accuracy before − after, percentage points [95% CI].", "",
+    return ["## Strategies", "", "Drops: general accuracy before − after, percentage points [95% CI]. Template "
+            "copies: general replies that copy the training responses' phrasing.", "",
             *table(["strategy", "verdict", "domain gain", "knowledge drop", "p", "behaviour drop", "p", "checklist",
-                    "KL", "time"], rows)]
+                    "template copies", "KL", "time"], rows)]
 
 
 def _metric(r: ForgettingReport, m: MetricReport, domain: bool) -> list[str]:
@@ -126,7 +129,8 @@ def _sweep(d: ReportData) -> list[str]:
              estimate(r.general_drop), "–" if r.within_budget is None else "yes" if r.within_budget else "no"]
             for r in d.sweep.rows]
     out = ["## Recovery sweep", ""] + ([cell(d.sweep.description), ""] if d.sweep.description else [])
-    return out + table(["alpha", "domain gain", "general drop", "within budget"], rows)
+    budget = f"within {points(d.sweep.budget)}" if d.sweep.budget is not None else "within budget"
+    return out + table(["alpha", "domain gain", "general drop (worst upper CI end judged)", budget], rows)
 
 
 def _curves(d: ReportData) -> list[str]:

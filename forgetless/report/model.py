@@ -91,6 +91,8 @@ class StrategyRow(BaseModel):
     behaviour_drop: Estimate | None = None  # the same questions answered openly
     checklist_before: float | None = None  # pass rate
     checklist_after: float | None = None
+    template_copy_before: float | None = None  # share of general replies copying the training responses' phrasing
+    template_copy_after: float | None = None
     kl: float | None = None  # mean per-token KL(base || tuned) on general text
     verdict: Verdict | None = None
     curve: list[CurvePoint] = Field(default_factory=list)
@@ -109,6 +111,7 @@ class StrategyRow(BaseModel):
         """Numbers from a strategy's `ForgettingReport`; `fields` (curve, command, config, ...) add to them."""
         know, beh, chk, text = (report.metric(n) for n in ("knowledge", "behaviour", "checklist", "text"))
         domain = report.domain[0] if report.domain else None
+        copies = report.diagnosis.template_collapse if report.diagnosis else None
         values: dict[str, Any] = {
             "name": name, "verdict": report.verdict,
             "domain_gain": Estimate.gain_of(domain.overall, _unit(domain)) if domain else None,
@@ -116,6 +119,8 @@ class StrategyRow(BaseModel):
             "behaviour_drop": Estimate.drop_of(beh.overall) if beh else None,
             "checklist_before": chk.overall.before if chk else None,
             "checklist_after": chk.overall.after if chk else None,
+            "template_copy_before": copies.share_before if copies else None,
+            "template_copy_after": copies.share_after if copies else None,
             "kl": text.kl.mean if text and text.kl else None,
             "categories": _category_scores(know),
         }

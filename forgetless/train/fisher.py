@@ -200,14 +200,20 @@ class _PerExampleGrads:
         with warnings.catch_warnings():  # some kernels (CPU SDPA) have no batching rule: slower, still right
             warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
             per_example = vmap(per_grad, in_dims=(None, 0), chunk_size=chunk_size)(self.chosen, batch)
-        return {n: g.to(_acc_dtype(g)).square().sum(0) for n, g in per_example.items()}
+        total = {}
+        for n in list(per_example):
+            g = per_example.pop(n)  # (examples, *shape); freed as soon as it is summed
+            total[n] = torch.zeros(g.shape[1:], dtype=_acc_dtype(g), device=g.device)
+            for g_i in g:
+                total[n].addcmul_(g_i, g_i)  # += g_i^2 in the accumulator's dtype, no temporary copy
+        return total
 
     def looped(self, batch: Batch) -> dict[str, Tensor]:
         total = {n: torch.zeros_like(p, dtype=_acc_dtype(p)) for n, p in self.chosen.items()}
         for i in range(_count(batch)):
             g = grad(self._loglik)(self.chosen, {k: v[i] for k, v in batch.items()})
             for n, g_n in g.items():
-                total[n] += g_n.to(total[n].dtype).square()
+                total[n].addcmul_(g_n, g_n)
         return total
 
 
@@ -232,7 +238,9 @@ def diagonal_fisher(
     max_examples: stop after this many scored examples. Examples with no label position are skipped.
     empirical: labels from the data (True) or sampled from the model (False, uses `generator`).
     chunk_size: examples per vmap call (peak memory ~ chunk_size x one copy of the chosen params).
-    strategy: "vmap", "loop" (one example at a time), or "auto" (vmap, else loop with a warning).
+    strategy: "vmap", "loop" (one example at a time), or "auto": the loop on CPU, where batching barely
+        speeds up a forward/backward (8 examples: 1.38x on 2 cores) and vmap measured 2x slower than the
+        loop with 5x its memory; vmap on accelerators, falling back to the loop with a warning.
     The model runs in eval mode (no dropout) and is put back in its previous mode; `.grad` is untouched.
     Returns float32 tensors (float64 for float64 weights), accumulated in float64.
     """
@@ -243,7 +251,9 @@ def diagonal_fisher(
         raise ForgetlessError("this likelihood cannot sample labels", where="fisher", hint="use empirical=True")
     engine = _PerExampleGrads(model, chosen, likelihood)
     total = {n: torch.zeros_like(p, dtype=_acc_dtype(p)) for n, p in chosen.items()}
-    seen, use_vmap, was_training = 0, strategy != "loop", model.training
+    on_cpu = next(iter(chosen.values())).device.type == "cpu"
+    use_vmap = strategy == "vmap" or (strategy == "auto" and not on_cpu)
+    seen, was_training = 0, model.training
     model.eval()
     restore_hooks = _drop_input_grad_hooks(model)
     try:

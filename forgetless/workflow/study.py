@@ -91,11 +91,14 @@ class StudyOptions:
     batch_size: int = 8  # training examples per step
     max_length: int = 96
     seed: int = 0
-    threshold: float = 0.05  # the forgetting budget: largest tolerated general drop
+    threshold: float = 0.05  # verdicts: a general drop at least this large is forgetting
+    # recovery: the largest general drop the chosen alpha may have, on the upper end of its 95% CI. With 60 items
+    # per type that interval is about +-9 pp wide, so a smaller budget cannot be certified (use --items 0).
+    budget: float = 0.10
     strategies: tuple[str, ...] = STRATEGY_KEYS  # keys of STRATEGIES, in order
     recover: bool = True  # interpolation recovery of the aggressive full fine-tune (needs forgetless.merge)
     alphas: tuple[float, ...] | None = None  # recovery grid (default 0.25, 0.5, 0.75; quick 0.5)
-    eval_batch_size: int = 16
+    eval_batch_size: int = 48
     max_new_tokens: int | None = None  # open answers (default 32; quick 24)
     check_max_new_tokens: int | None = None  # checklist replies (default 160; quick 64)
     samples: int = 4  # general questions shown with base vs aggressive replies
@@ -226,7 +229,7 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
     general = [s for s in suites if s.name in GENERAL]
     dom = next((s for s in suites if s.name == domain), None)
     try:
-        result = sweep(base, str(tuned_dir), alphas=options.alphas or (0.5,), budget=options.threshold,
+        result = sweep(base, str(tuned_dir), alphas=options.alphas or (0.5,), budget=options.budget,
                        general_suites=general, domain_suite=dom, settings=settings, seed=options.seed,
                        progress=_stage("recovery", progress), known={0.0: before, 1.0: after})
     except ForgetlessError as e:
@@ -241,7 +244,7 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
         row = StrategyRow.from_comparison(
             RECOVERY_NAME, rep,
             description=f"the aggressive full fine-tune interpolated to alpha {result.chosen:g} "
-                        f"(theta = (1-alpha) base + alpha tuned), chosen inside the {options.threshold:g} budget",
+                        f"(theta = (1-alpha) base + alpha tuned), chosen inside the {options.budget:g} budget",
             command=f"forgetless merge --base {options.model} --tuned {tuned_dir} --alpha {result.chosen:g} "
                     f"--out {tuned_dir.parent / 'merged'}")
     note = result.reason

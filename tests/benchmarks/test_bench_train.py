@@ -58,7 +58,9 @@ def test_quick_run_times_every_variant_and_the_fisher_estimates_agree(bench, tin
         assert row["ratio"] > 0 and (row["ratio"] == 1.0 or variant in bench.TARGETS)
         assert row["cpu_ratio"] > 0  # on CPU, the ratio of CPU seconds as well
     fisher = numbers["fisher"]
-    assert fisher["same"] and fisher["max_diff_over_tensor_max"] <= bench.FISHER_RTOL and fisher["examples"] == 4
+    assert fisher["same"] and fisher["examples"] == 4 and fisher["auto_is"] == "loop"  # CPU
+    for how in ("auto", "vmap"):
+        assert fisher[how]["max_diff_over_tensor_max"] <= bench.FISHER_RTOL and fisher[how]["speedup"] > 0
     printed = capsys.readouterr().out
     assert "lora+kl" in printed and "values the same" in printed
 

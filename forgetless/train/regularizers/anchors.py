@@ -9,12 +9,11 @@ Two kinds of trained weights:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor, nn
 
 from forgetless.train.regularizers.lora import LoraSite, canonical_name, directly_trained, lora_sites
+from forgetless.train.regularizers.quadratic import anchored_quadratic, lora_quadratic
 
 
 class WeightAnchors:
@@ -29,18 +28,25 @@ class WeightAnchors:
         """Every anchored weight: direct parameters and LoRA base weights (the model's names)."""
         return [*self.params, *(s.base_name for s in self.sites)]
 
-    def deltas(self) -> Iterator[tuple[str, Tensor]]:
-        """(name, delta) for each trained weight; differentiable in the trained parameters."""
-        for n, p in self.params.items():
-            yield n, p - self.theta0[n]
-        for site in self.sites:
-            yield site.base_name, site.delta()
+    def quadratic(self, fisher: dict[str, Tensor] | None = None) -> Tensor:
+        """sum over trained weights of F * delta^2 (fisher: {name: F}; None: all ones, ||delta||^2), float32.
 
-    def squared_distance(self) -> Tensor:
-        """sum over trained weights of ||delta||^2 (float32); LoRA without forming B @ A."""
-        terms = [(p.float() - self.theta0[n].float()).square().sum() for n, p in self.params.items()]
-        terms += [site.delta_sq_norm() for site in self.sites]
-        return torch.stack(terms).sum() if terms else torch.zeros(())
+        Differentiable in the trained parameters, with a fused forward/backward (see `quadratic`);
+        for LoRA with F = 1 without forming B @ A at all.
+        """
+        names = list(self.params)
+        terms = []
+        if names:
+            weights = [None if fisher is None else fisher[n] for n in names]
+            terms.append(anchored_quadratic([self.params[n] for n in names], [self.theta0[n] for n in names], weights))
+        for site in self.sites:
+            if fisher is None:
+                terms.append(site.delta_sq_norm())
+            elif len(site.adapters) == 1:
+                terms.append(lora_quadratic(*site.factors(site.adapters[0]), fisher[site.base_name]))
+            else:  # several adapters on one weight: their summed update, by plain autograd
+                terms.append((fisher[site.base_name] * site.delta().square()).sum())
+        return torch.stack(terms).sum()
 
     @staticmethod
     def key(name: str) -> str:

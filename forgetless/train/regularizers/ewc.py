@@ -41,7 +41,8 @@ class EWCConfig(RegularizerConfig):
     )
     fisher_max_examples: int | None = Field(256, gt=0, description="Reference examples used for the Fisher.")
     fisher_empirical: bool = Field(True, description="Labels from the data (True) or sampled from the model (False).")
-    fisher_chunk_size: int = Field(8, gt=0, description="Examples per vmap call when computing the Fisher.")
+    fisher_chunk_size: int = Field(8, gt=0, description="Examples per vmap call when computing the Fisher on an accelerator "
+                                   "(on CPU the Fisher takes one example at a time: faster there).")
 
 
 @REGULARIZERS.register("ewc")
@@ -96,10 +97,9 @@ class EWC(Regularizer):
 
     def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
         self._require_setup()
-        terms = [(self.fisher[n] * delta.float().square()).sum() for n, delta in self.anchors.deltas()]
-        if not terms:
+        if not self.anchors.names():
             return zero_like_params(model)
-        return 0.5 * self.config.weight * torch.stack(terms).sum()
+        return 0.5 * self.config.weight * self.anchors.quadratic(self.fisher)
 
 
 def _first_examples(batches: Iterable[Batch], limit: int | None) -> list[Batch]:

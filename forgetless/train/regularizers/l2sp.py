@@ -41,4 +41,4 @@ class L2SP(Regularizer):
         self._require_setup()
         if not self.anchors.names():
             return zero_like_params(model)
-        return 0.5 * self.config.weight * self.anchors.squared_distance()
+        return 0.5 * self.config.weight * self.anchors.quadratic()
