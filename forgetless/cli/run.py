@@ -61,7 +61,7 @@ def run_command(
                                          f"(default {','.join(f'{a:g}' for a in DEFAULT_ALPHAS)})."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Evaluate -> fine-tune with protections (LoRA + self-replay + monitor) -> evaluate -> compare -> report.
+    """Evaluate -> fine-tune with protections (LoRA + self-replay + KL + monitor) -> evaluate -> compare -> report.
 
     Examples:
       forgetless run
