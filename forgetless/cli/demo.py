@@ -76,7 +76,7 @@ def demo_command(
 
     Examples:
       forgetless demo --quick --out /tmp/study-quick
-      forgetless demo --out runs/study            (about 20 minutes on 2 CPU cores)
+      forgetless demo --out runs/study            (about 22 minutes on 2 CPU cores)
       forgetless demo --steps 60 --items 100 -s lora -s lora-replay
       forgetless demo tiny
     """
