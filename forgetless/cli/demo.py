@@ -31,6 +31,10 @@ def _pts(est: Any) -> str:
     return text
 
 
+def _shift(before: float | None, after: float | None) -> str:
+    return "-" if after is None else f"{(before or 0) * 100:.0f}% -> {after * 100:.0f}%"
+
+
 def study_table(rows: list[Any], recommended: str | None) -> Any:
     from rich.table import Table
 
@@ -38,10 +42,7 @@ def study_table(rows: list[Any], recommended: str | None) -> Any:
     for col in ("strategy", "domain gain", "knowledge drop", "behaviour drop", "checklist", "copies", "KL", "verdict"):
         table.add_column(col, justify="left" if col in ("strategy", "verdict") else "right")
     for r in rows:
-        chk = "-" if r.checklist_after is None else (
-            f"{(r.checklist_before or 0) * 100:.0f}% -> {r.checklist_after * 100:.0f}%")
-        copies = "-" if r.template_copy_after is None else (
-            f"{(r.template_copy_before or 0) * 100:.0f}% -> {r.template_copy_after * 100:.0f}%")
+        chk, copies = _shift(r.checklist_before, r.checklist_after), _shift(r.template_copy_before, r.template_copy_after)
         name = f"[bold green]{r.name} *[/]" if r.name == recommended else r.name
         colour = {"forgetting": "red", "no_forgetting": "green", "inconclusive": "yellow"}.get(r.verdict or "", "white")
         table.add_row(name, _pts(r.domain_gain), _pts(r.knowledge_drop), _pts(r.behaviour_drop), chk, copies,

@@ -62,6 +62,11 @@ def _header(d: ReportData) -> list[str]:
     return out + [""] + [f"> note: {cell(w)}" for w in notes] + ([""] if notes else [])
 
 
+def _shift(before: float | None, after: float | None) -> str:
+    """A share before -> after, in whole percent."""
+    return "–" if before is None else f"{pct(before, 0)} → {pct(after, 0)}"
+
+
 def _strategies(d: ReportData) -> list[str]:
     if not d.strategies:
         return []
@@ -69,9 +74,7 @@ def _strategies(d: ReportData) -> list[str]:
              estimate(s.domain_gain), estimate(s.knowledge_drop),
              pval(s.knowledge_drop.p_value if s.knowledge_drop else None), estimate(s.behaviour_drop),
              pval(s.behaviour_drop.p_value if s.behaviour_drop else None),
-             f"{pct(s.checklist_before, 0)} → {pct(s.checklist_after, 0)}" if s.checklist_before is not None else "–",
-             f"{pct(s.template_copy_before, 0)} → {pct(s.template_copy_after, 0)}"
-             if s.template_copy_before is not None else "–",
+             _shift(s.checklist_before, s.checklist_after), _shift(s.template_copy_before, s.template_copy_after),
              num(s.kl), seconds(s.seconds)] for s in d.strategies]
     return ["## Strategies", "", "Drops: general accuracy before − after, percentage points [95% CI]. Template "
             "copies: general replies that copy the training responses' phrasing.", "",
