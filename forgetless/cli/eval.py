@@ -50,7 +50,7 @@ def eval_command(
     out: Path = typer.Option(Path("results.json"), "--out", "-o", help="Where to write per-item results (JSON)."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="A PEFT adapter folder to put on the model."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Model to measure KL against; 'base' = the adapter's own base."),
-    batch_size: int = typer.Option(48, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
     open_ended: bool = typer.Option(True, "--open-ended/--no-open-ended", help="Also ask each multiple-choice question without choices."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Token limit for short answers."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps (default: best available)."),

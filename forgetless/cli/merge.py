@@ -111,9 +111,11 @@ def sweep_command(
     suite: list[str] = typer.Option(["general"], "--suite", "-s", help="General suite (name or JSONL); repeatable."),
     domain_suite: str = typer.Option("domain", "--domain-suite", help="Suite of the new skill (name or JSONL file)."),
     metric: str = typer.Option("both", "--metric", help="General drop judged on: both, knowledge or behaviour."),
+    first_fit: bool = typer.Option(False, "--first-fit", help="Try alphas from the largest down; stop at the first "
+                                                              "inside the budget (fewer evaluations)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for sweep.json and the chosen model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier sweep or merge output folder."),
-    batch_size: int = typer.Option(48, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
     open_ended: bool = typer.Option(True, "--open-ended/--no-open-ended", help="Also ask each mc question openly."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Token limit for short answers."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999, help="Confidence of the paired CIs."),
@@ -141,7 +143,7 @@ def sweep_command(
     settings = EvalSettings(batch_size=batch_size, open_ended=open_ended, max_new_tokens=max_new_tokens)
     result = run_with_progress(sweep, base, tuned, alphas=grid, budget=budget, general_suites=general,
                                domain_suite=domain, general_metric=metric, settings=settings, confidence=confidence,
-                               seed=seed, out=out, overwrite=overwrite, device=device, dtype=dtype)
+                               seed=seed, out=out, overwrite=overwrite, device=device, dtype=dtype, first_fit=first_fit)
     remember("sweep", model=tuned, config={k: v for k, v in result.to_dict().items() if k not in SWEEP_METRICS},
              metrics=sweep_metrics(result), paths={"out": out, "sweep": out / "sweep.json" if out else None})
     if as_json:

@@ -60,24 +60,33 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefill:
 @torch.no_grad()
 def greedy_decode(model: Any, pre: Prefill, *, max_new_tokens: int, eos_ids: Sequence[int],
                   pad_id: int) -> list[list[int]]:
-    """Greedy tokens after each context (eos excluded); the prefill's cache is left as it was."""
+    """Greedy tokens after each context (eos excluded); the prefill's cache is left as it was.
+
+    A step costs a fixed weight read plus a share per row, so finished rows are dropped from the
+    batch (cache included) once they are a quarter of it: short replies stop costing compute.
+    """
     saved = pre.snapshot()
     device = pre.mask.device
-    batch = pre.mask.shape[0]
     eos = torch.tensor(list(eos_ids), device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    rows = torch.arange(pre.mask.shape[0], device=device)  # the prefill row of each row still decoding
+    done = torch.zeros_like(rows, dtype=torch.bool)
     mask, positions, cache = pre.mask, pre.lengths.clone(), pre.cache
-    tokens: list[list[int]] = [[] for _ in range(batch)]
+    tokens: list[list[int]] = [[] for _ in range(len(rows))]
     next_token = pre.last_logits.argmax(-1)
     try:
         for step in range(max_new_tokens):
             done |= torch.isin(next_token, eos)
-            for row in (~done).nonzero().flatten().tolist():
-                tokens[row].append(int(next_token[row]))
-            if bool(done.all()) or step == max_new_tokens - 1:
+            for row, token in zip(rows[~done].tolist(), next_token[~done].tolist()):
+                tokens[row].append(token)
+            finished = int(done.sum())
+            if finished == len(rows) or step == max_new_tokens - 1:
                 break
+            if 4 * finished >= len(rows):
+                keep = (~done).nonzero().flatten()
+                cache.batch_select_indices(keep)
+                rows, done, mask, positions, next_token = (x[keep] for x in (rows, done, mask, positions, next_token))
             feed = torch.where(done, torch.full_like(next_token, pad_id), next_token)
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
             out = model(input_ids=feed[:, None], attention_mask=mask, position_ids=positions[:, None], cache=cache,
                         use_cache=True)
             cache, positions = out.cache, positions + 1

@@ -11,7 +11,9 @@ For each alpha (alpha = 0 is the base model and is evaluated once):
 
 Selection rule (`choose_alpha`): among alphas > 0 with general_drop_high <= budget, the largest
 domain gain; None when no alpha > 0 fits. Judging the upper CI end means a small suite that
-cannot rule out a large drop does not pass.
+cannot rule out a large drop does not pass. With `first_fit` the alphas are tried from the largest
+down and the first inside the budget is taken, unevaluated smaller ones included: the domain gain
+grows with alpha, so this is the grid's choice at fewer evaluations (the gain's noise aside).
 
 The tuned model is loaded once; its weights are set in place for each alpha and restored after.
 Results already at hand (`known`, e.g. `forgetless run`'s before/after evaluations for alpha 0 and
@@ -87,6 +89,7 @@ class SweepResult:
     versions: dict[str, str | None]
     load_seconds: float
     total_seconds: float
+    first_fit: bool = False  # alphas below the chosen one were not evaluated
     saved: str | None = None
     evals: dict[float, EvalResult] = field(default_factory=dict, repr=False)
 
@@ -205,14 +208,16 @@ def resolve_suites(general_suites: Sequence[str | Suite], domain_suite: str | Su
     return general, domain
 
 
-def _reason(chosen: float | None, rows: list[SweepRow], budget: float) -> str:
+def _reason(chosen: float | None, rows: list[SweepRow], budget: float, first_fit: bool = False) -> str:
     if chosen is None:
         return (f"no alpha > 0 keeps the general drop's upper CI end within the budget of {budget:g}; "
                 "keep the base model, or retrain with a stronger regularizer")
     row = next(r for r in rows if r.alpha == chosen)
-    gain = "" if row.domain_gain is None else f" and the largest domain gain ({row.domain_gain:+.3f})"
+    gain = ("" if row.domain_gain is None or first_fit else f" and the largest domain gain ({row.domain_gain:+.3f})")
+    how = " (the largest alpha inside it, tried from the top down)" if first_fit else ""
     note = "" if row.domain_gain is None or row.domain_gain > 0 else "; note that it does not improve the domain"
-    return f"alpha {chosen:g} has general drop <= {row.general_drop_high:.3f} (upper CI end) <= {budget:g}{gain}{note}"
+    return (f"alpha {chosen:g} has general drop <= {row.general_drop_high:.3f} (upper CI end) <= {budget:g}"
+            f"{how}{gain}{note}")
 
 
 def _stage(alpha: float, progress: Progress | None) -> Progress | None:
@@ -236,8 +241,10 @@ def reuse(result: EvalResult, suites: list[Suite]) -> EvalResult:
 
 def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settings: EvalSettings,
                     progress: Progress | None, known: Mapping[float, EvalResult] | None = None,
+                    stop: Callable[[float, EvalResult], bool] | None = None,
                     ) -> tuple[dict[float, EvalResult], dict[float, tuple[float, float]]]:
-    """theta(alpha) for each alpha in place, evaluated; the model is left at alpha = 1 (the tuned model).
+    """theta(alpha) for each alpha in order, set in place and evaluated, until `stop(alpha, result)` says
+    so; the model is left at alpha = 1 (the tuned model).
 
     An alpha in `known` takes that result (same settings assumed) instead of an evaluation, with 0
     seconds: theta(0) is the base and theta(1) the tuned model, so their own evaluations are these
@@ -247,17 +254,18 @@ def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settin
     evals, seconds = {}, {}
     try:
         for alpha in alphas:
+            start = time.perf_counter()
             if known and alpha in known:
                 evals[alpha] = reuse(known[alpha], suites)
-                evals[alpha].model.update(alpha=alpha, interpolation=pair.kind, base_model=pair.base)
                 seconds[alpha] = (0.0, 0.0)
-                continue
-            start = time.perf_counter()
-            pair.interpolator.set_alpha(alpha)
-            set_done = time.perf_counter()
-            evals[alpha] = evaluate(pair.loaded, suites, settings=settings, progress=_stage(alpha, progress))
+            else:
+                pair.interpolator.set_alpha(alpha)
+                set_done = time.perf_counter()
+                evals[alpha] = evaluate(pair.loaded, suites, settings=settings, progress=_stage(alpha, progress))
+                seconds[alpha] = (round(set_done - start, 3), round(time.perf_counter() - start, 3))
             evals[alpha].model.update(alpha=alpha, interpolation=pair.kind, base_model=pair.base)
-            seconds[alpha] = (round(set_done - start, 3), round(time.perf_counter() - start, 3))
+            if stop is not None and stop(alpha, evals[alpha]):
+                break
     finally:
         pair.interpolator.set_alpha(1.0)
     return evals, seconds
@@ -269,13 +277,14 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
           settings: EvalSettings | None = None, confidence: float = 0.95, seed: int = 0,
           out: str | Path | None = None, overwrite: bool = False, device: str | None = None,
           dtype: str | None = None, progress: Progress | None = None,
-          known: Mapping[float, EvalResult] | None = None) -> SweepResult:
+          known: Mapping[float, EvalResult] | None = None, first_fit: bool = False) -> SweepResult:
     """Evaluate theta(alpha) = (1 - alpha) theta_0 + alpha theta_ft per alpha; choose by `choose_alpha`.
 
     `tuned` may be a run folder, a model folder or a model in memory (changed in place during the
     sweep and restored to alpha = 1 after). With `out`, the chosen model is saved there (as by
     `merge`) together with sweep.json. `known`: results already computed with these settings for
     some alphas (typically {0: base evaluation, 1: tuned evaluation}), used instead of evaluating.
+    `first_fit`: try the alphas from the largest down, stop at the first inside the budget.
     """
     if not (budget >= 0 and math.isfinite(budget)):
         raise ForgetlessError(f"budget must be a non-negative accuracy drop, got {budget}", hint="e.g. 0.02")
@@ -290,25 +299,35 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
     if out is not None:
         require_base(pair)
     load_seconds = time.perf_counter() - started
-    evals, seconds = evaluate_alphas(pair, grid, [*general, *([domain] if domain else [])], settings or EvalSettings(),
-                                     progress, known)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for alpha in grid:
-        row = compare_to_base(alpha, evals[0.0], evals[alpha], general={s.name for s in general},
-                              domain=domain.name if domain else None, budget=budget, metric=general_metric,
-                              rng=rng, confidence=confidence)
-        row.set_seconds, row.eval_seconds = seconds[alpha]
-        rows.append(row)
+    judged: dict[float, SweepRow] = {}
+    reference: EvalResult | None = None  # alpha 0, always evaluated first: every row is paired against it
+
+    def judge(alpha: float, result: EvalResult) -> bool:
+        """One row, its bootstrap seeded by (seed, alpha): a row does not depend on the other alphas swept."""
+        nonlocal reference
+        if reference is None:
+            reference = result
+        rng = np.random.default_rng([seed, round(alpha * 1_000_000)])
+        judged[alpha] = compare_to_base(alpha, reference, result, general={s.name for s in general},
+                                        domain=domain.name if domain else None, budget=budget,
+                                        metric=general_metric, rng=rng, confidence=confidence)
+        return first_fit and alpha > 0 and judged[alpha].within_budget
+
+    order = [0.0, *sorted(grid[1:], reverse=True)] if first_fit else grid
+    evals, seconds = evaluate_alphas(pair, order, [*general, *([domain] if domain else [])], settings or EvalSettings(),
+                                     progress, known, stop=judge)
+    rows = [judged[a] for a in grid if a in judged]
+    for row in rows:
+        row.set_seconds, row.eval_seconds = seconds[row.alpha]
     chosen = choose_alpha(rows, budget)
     first = evals[0.0]
     result = SweepResult(
-        rows=rows, chosen=chosen, reason=_reason(chosen, rows, budget), budget=budget, general_metric=general_metric,
-        confidence=confidence, seed=seed, kind=pair.kind, base=pair.base, tuned=pair.tuned,
+        rows=rows, chosen=chosen, reason=_reason(chosen, rows, budget, first_fit), budget=budget,
+        general_metric=general_metric, confidence=confidence, seed=seed, kind=pair.kind, base=pair.base, tuned=pair.tuned,
         trained=len(pair.interpolator.names), general_suites=[s.name for s in general],
         domain_suite=domain.name if domain else None, settings=first.settings,
         suites=[s.model_dump() for s in first.suites], versions=first.versions, load_seconds=round(load_seconds, 3),
-        total_seconds=0.0, evals=evals)
+        total_seconds=0.0, first_fit=first_fit, evals=evals)
     result.total_seconds = round(time.perf_counter() - started, 3)
     if out is not None:
         write_out(result, pair, Path(out), overwrite)

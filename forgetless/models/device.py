@@ -1,4 +1,5 @@
-"""Device and dtype defaults: CUDA + bf16 where present, CPU + fp32 otherwise."""
+"""Device and dtype defaults. Weights: bf16 on CUDA GPUs that support it, fp32 otherwise. Training
+autocasts to bf16 wherever the hardware computes it natively, a CPU with AMX included."""
 
 from __future__ import annotations
 
@@ -26,11 +27,23 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 compute is faster than fp32 here. On a CPU only AMX makes it so: oneDNN runs bf16
+    matmuls on its tiles (SmolLM2-135M: a forward+backward 1.4x faster under autocast); elsewhere on a
+    CPU bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x; absent = no
+        return bool(amx is not None and amx())
+    return False
+
+
 def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """Evaluation weights. A CPU evaluates in fp32 even with AMX: in bf16 a greedy reply can change with
+    the batch it is decoded in, and scores must not depend on the batch size."""
     if dtype in (None, "auto"):
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else torch.float32
     if dtype not in DTYPES:
         raise ForgetlessError(f"unknown dtype '{dtype}'", hint="use " + ", ".join(DTYPES))
     return DTYPES[dtype]

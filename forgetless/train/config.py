@@ -174,8 +174,9 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0, description="Seed for adapter init, replay sampling, shuffling and dropout.")
     deterministic: bool = Field(True, description="Use deterministic kernels so that a seed reproduces weights "
                                                   "exactly (slightly slower on GPU).")
-    dtype: DType = Field("auto", description="Weight dtype: auto = float32 weights, with bfloat16 autocast on "
-                                             "GPUs that support it (LoRA: bfloat16 base weights).")
+    dtype: DType = Field("auto", description="Weight dtype: auto = float32 weights, with bfloat16 autocast where "
+                                             "bf16 is native (bf16 GPUs, CPUs with AMX; LoRA on a GPU: bfloat16 "
+                                             "base weights).")
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less "
                                                             "memory, about 30% slower.")

@@ -66,7 +66,7 @@ class ForgettingMonitor(TrainerCallback):
     """Measures forgetting every `every` steps; see the module docstring."""
 
     def __init__(self, tokenizer: Any, probes: Probes, *, every: int = 50, max_drop: float | None = None,
-                 max_kl: float | None = None, early_stop: bool = False, batch_size: int = 16,
+                 max_kl: float | None = None, early_stop: bool = False, batch_size: int = 64,
                  max_new_tokens: int = 24):
         self.tok, self.probes, self.every = tokenizer, probes, every
         self.max_drop, self.max_kl, self.early_stop = max_drop, max_kl, early_stop

@@ -31,7 +31,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from forgetless.errors import ForgetlessError, Interrupted
 from forgetless.io import atomic_write_json, atomic_write_text, check_output_path, write_jsonl
-from forgetless.models.device import pick_device
+from forgetless.models.device import native_bf16, pick_device
 from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
 from forgetless.train import presets
 from forgetless.train.config import TrainConfig, dump_config
@@ -303,8 +303,7 @@ def load_base(config: TrainConfig) -> LoadedModel:
     dtype = config.dtype
     if dtype == "auto":
         dev = pick_device(config.device)
-        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = "bfloat16" if bf16 and config.method == "lora" else "float32"
+        dtype = "bfloat16" if dev.type == "cuda" and native_bf16(dev) and config.method == "lora" else "float32"
     if dtype == "float16" and config.method == "full":
         raise ForgetlessError("float16 weights cannot be fully fine-tuned (the gradient scaler refuses them)",
                               hint="use dtype: bfloat16 or float32")
@@ -379,12 +378,12 @@ def setup_regularizers(config: TrainConfig, model: Any, reference: list[dict[str
 
 
 def training_arguments(config: TrainConfig, run_dir: Path, *, progress: bool) -> Any:
-    """The Trainer's settings; bf16 autocast where the GPU supports it."""
+    """The Trainer's settings; bf16 autocast where the hardware computes bf16 natively."""
     from transformers import TrainingArguments
 
     device = pick_device(config.device)
     cuda = device.type == "cuda"
-    bf16 = cuda and torch.cuda.is_bf16_supported() and config.dtype in ("auto", "bfloat16")
+    bf16 = native_bf16(device) and config.dtype in ("auto", "bfloat16")
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, learning_rate=config.learning_rate,

@@ -91,7 +91,8 @@ class PenaltyTrainerMixin:
     """Adds the penalties of `regularizers`, a list of (log name, regularizer), to any Trainer's loss.
 
     Put it first: `class MyTrainer(PenaltyTrainerMixin, SFTTrainer)`. A regularizer has
-    `penalty(model, batch, outputs=None) -> Tensor` (already weighted). It gets the outputs of the
+    `penalty(model, batch, outputs=None) -> Tensor` (already weighted) and may have
+    `prepare(accelerator)`, called once here (a frozen reference model). It gets the outputs of the
     task forward pass, so a KL term reuses the logits, only from the plain `Trainer.compute_loss`:
     other trainers (TRL's fused LM head) may return no logits, or logits without gradient.
     """
@@ -100,6 +101,9 @@ class PenaltyTrainerMixin:
                  guard: NonFiniteGuard | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.regularizers = list(regularizers or [])
+        for _, reg in self.regularizers:
+            if hasattr(reg, "prepare"):
+                reg.prepare(self.accelerator)
         self.guard = guard
         self._sums: dict[str, float] = {}  # logged term -> sum of its contributions in this window
         self._window_start = 0  # global step at which the current logging window began

@@ -60,7 +60,7 @@ class RunOptions:
     per_type: int | None = 50  # items per type per suite (None: whole suites)
     threshold: float = 0.05
     overrides: list[str] = field(default_factory=list)  # dotted key=value, as `train --set`
-    batch_size: int = 48
+    batch_size: int = 64
     budget: float | None = None  # recovery: keep the best alpha whose general drop stays within it (None: no sweep)
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # the recovery sweep's grid (0 and 1 reuse before/after)
 

@@ -98,7 +98,7 @@ class StudyOptions:
     strategies: tuple[str, ...] = STRATEGY_KEYS  # keys of STRATEGIES, in order
     recover: bool = True  # interpolation recovery of the aggressive full fine-tune (needs forgetless.merge)
     alphas: tuple[float, ...] | None = None  # recovery grid (default 0.25, 0.5, 0.75; quick 0.5)
-    eval_batch_size: int = 48
+    eval_batch_size: int = 64
     max_new_tokens: int | None = None  # open answers (default 32; quick 24)
     check_max_new_tokens: int | None = None  # checklist replies (default 160; quick 64)
     samples: int = 4  # general questions shown with base vs aggressive replies
@@ -136,7 +136,7 @@ class StudyResult:
 def strategy_config(strategy: Strategy, options: StudyOptions) -> dict[str, Any]:
     """The shared budget (steps, batch, length, data, seed, monitor) + the strategy's own keys."""
     steps = options.steps or 1
-    monitor = {"every": max(1, steps // 4), "mc_items": 8 if options.quick else 20,
+    monitor = {"every": max(1, steps // 3), "mc_items": 8 if options.quick else 20,
                "gen_items": 2 if options.quick else 8}
     base: dict[str, Any] = {
         "model": options.model, "data": BUNDLED_DATA, "max_steps": steps, "batch_size": options.batch_size,
@@ -219,7 +219,8 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
              notify: Notify) -> tuple[Any, dict[str, Any] | None, Any, str]:
     """Interpolation recovery of the aggressive full fine-tune. Returns (report Sweep, sweep dict, row, note).
 
-    alpha 0 and 1 are the base and the aggressive model: their evaluations are reused, not repeated."""
+    alpha 0 and 1 are the base and the aggressive model: their evaluations are reused, not repeated.
+    The alphas are tried from the top down and the first inside the budget is taken (`first_fit`)."""
     try:
         from forgetless.merge import sweep
     except Exception as e:  # noqa: BLE001 - the merge module is optional for the study
@@ -231,7 +232,7 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
     try:
         result = sweep(base, str(tuned_dir), alphas=options.alphas or (0.5,), budget=options.budget,
                        general_suites=general, domain_suite=dom, settings=settings, seed=options.seed,
-                       progress=_stage("recovery", progress), known={0.0: before, 1.0: after})
+                       progress=_stage("recovery", progress), known={0.0: before, 1.0: after}, first_fit=True)
     except ForgetlessError as e:
         return None, None, None, f"recovery failed: {e}"
     report_sweep = Sweep.from_sweep(result, "aggressive full fine-tune interpolated towards the base")

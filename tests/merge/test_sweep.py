@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -119,6 +120,22 @@ def test_known_endpoints_give_the_rows_a_full_sweep_gives(full_run, tiny_model_d
     partial = before.model_copy(update={"suites": [s for s in before.suites if s.name == general.name]})
     with pytest.raises(ForgetlessError, match="did not score"):
         sweep(None, str(full_run), known={0: partial}, **grid)
+
+
+@pytest.mark.parametrize("budget_of", [0.5, 1.0])  # which full-sweep row's upper CI end sets the budget
+def test_first_fit_stops_at_the_largest_alpha_inside_the_budget(full_run, suites_dir, budget_of):
+    general, domain = read_suite(suites_dir[0]), read_suite(suites_dir[1])
+    grid = {"alphas": [0.25, 0.5, 0.75, 1], "general_suites": [general], "domain_suite": domain, "settings": FAST}
+    full = sweep(None, str(full_run), budget=1.0, **grid)
+    budget = max(0.0, full.row(budget_of).general_drop_high)
+    everything = sweep(None, str(full_run), budget=budget, **grid)
+    first = sweep(None, str(full_run), budget=budget, first_fit=True, **grid)
+    fits = [r.alpha for r in everything.rows if r.alpha > 0 and r.within_budget]
+    assert first.chosen == max(fits) and first.first_fit and first.to_dict()["first_fit"]
+    assert sorted(first.evals) == [0.0, *(a for a in (0.25, 0.5, 0.75, 1.0) if a >= first.chosen)]
+    # each row's bootstrap is seeded by its alpha: the rows evaluated are the full sweep's own
+    assert [asdict(r) | {"eval_seconds": 0, "set_seconds": 0} for r in first.rows] == \
+        [asdict(everything.row(r.alpha)) | {"eval_seconds": 0, "set_seconds": 0} for r in first.rows]
 
 
 def test_sweep_refusals(full_run, suites_dir):

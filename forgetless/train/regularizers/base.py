@@ -85,6 +85,10 @@ class Regularizer:
         """Snapshot what the penalty compares against (the base model), e.g. anchors and Fisher."""
         raise NotImplementedError
 
+    def prepare(self, accelerator: Any) -> None:
+        """Called once the Trainer's accelerator exists. A regularizer holding a model of its own (a frozen
+        reference) prepares it here, so that it runs under the trained model's mixed precision."""
+
     def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
         """A scalar, already multiplied by the config's weight; differentiable in trained params."""
         raise NotImplementedError

@@ -13,7 +13,8 @@ The base distribution:
 - full fine-tuning: a frozen deep copy of the model made at setup. Memory cost: one more full
   model copy (weights only; it never holds gradients or optimizer state).
 Pass `outputs` (the task forward's output or its logits) to avoid a second forward of the model.
-The base forward runs like the model's (same mode); models with dropout add noise to both.
+The base forward runs like the model's (same mode, same autocast); models with dropout add noise
+to both.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class KLToBase(Regularizer):
         if not has_adapters(model):  # full fine-tuning: freeze a copy of the starting model
             self.base = copy.deepcopy(model).eval().requires_grad_(False)
         self.ready = True
+
+    def prepare(self, accelerator: Any) -> None:
+        if self.base is not None:  # the trained model's forward runs under the accelerator's autocast: so must this
+            self.base = accelerator.prepare_model(self.base, evaluation_mode=True)
 
     @torch.no_grad()
     def base_logits(self, model: nn.Module, batch: Batch) -> Tensor:
