@@ -223,11 +223,13 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
     The alphas are tried from the top down and the first inside the budget is taken (`first_fit`)."""
     try:
         from forgetless.merge import sweep
+        from forgetless.merge.sweep import reuse
     except Exception as e:  # noqa: BLE001 - the merge module is optional for the study
         return None, None, None, f"recovery skipped: forgetless.merge.sweep is not importable ({e})"
     from forgetless.report import StrategyRow, Sweep
 
-    general = [s for s in suites if s.name in GENERAL]
+    # text-only suites (drift) give the sweep nothing to judge: they are not evaluated again
+    general = [s for s in suites if s.name in GENERAL and any(it.type != "text" for it in s)]
     dom = next((s for s in suites if s.name == domain), None)
     try:
         result = sweep(base, str(tuned_dir), alphas=options.alphas or (0.5,), budget=options.budget,
@@ -240,8 +242,8 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
     if result.chosen is not None and result.chosen in result.evals:
         after = result.evals[result.chosen]
         after.save(tuned_dir.parent / f"recovery-alpha-{result.chosen:g}.json")
-        rep = compare(before, after, threshold=options.threshold, training_data=BUNDLED_DATA,
-                      domain_suites=[domain] if domain else None)
+        rep = compare(reuse(before, [*general, *([dom] if dom else [])]), after, threshold=options.threshold,
+                      training_data=BUNDLED_DATA, domain_suites=[domain] if domain else None)
         row = StrategyRow.from_comparison(
             RECOVERY_NAME, rep,
             description=f"the aggressive full fine-tune interpolated to alpha {result.chosen:g} "

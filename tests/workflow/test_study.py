@@ -58,6 +58,17 @@ def test_report_and_study_json(study):
             assert RECOVERY_NAME in [r.name for r in study.rows]
 
 
+def test_recovery_tries_alphas_from_the_top_and_rows_the_first_fit(tiny_model_dir, tmp_path):
+    options = StudyOptions(model=str(tiny_model_dir), out=str(tmp_path / "study"), quick=True, steps=2, per_type=4,
+                           max_length=48, batch_size=4, alphas=(0.25, 0.5), budget=1.0, strategies=("aggressive-full",),
+                           samples=0, max_new_tokens=6, check_max_new_tokens=8)
+    study = run_study(options)
+    assert study.sweep["chosen"] == 0.5 and study.sweep["first_fit"]
+    assert [r["alpha"] for r in study.sweep["rows"]] == [0.0, 0.5]  # 0.5 fits: 0.25 is never evaluated
+    assert study.sweep["general_suites"] == ["general", "checklist"]  # the text suite has nothing to judge
+    assert study.row(RECOVERY_NAME).domain_gain.value is not None
+
+
 def test_recommendation_rule():
     from forgetless.report import Estimate, StrategyRow
 
