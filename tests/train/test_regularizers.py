@@ -121,6 +121,35 @@ def test_ewc_lora_fisher_is_the_base_weights_fisher(build_llama, build_lora, bat
     assert all("lora" not in n for n in ewc.fisher)  # memory only for adapted/trained weights
 
 
+def test_the_fisher_is_cached_per_base_weights_data_and_settings(build_llama, batch, tmp_path, monkeypatch):
+    from forgetless.train.fisher import load_fisher, save_fisher
+
+    monkeypatch.setenv("FORGETLESS_HOME", str(tmp_path))
+    first = EWC({"fisher_normalize": "none"})
+    first.setup(build_llama(), reference_batches=[batch])
+    (path,) = (tmp_path / "fisher").glob("*.safetensors")
+    assert all(torch.equal(first.fisher[n], f) for n, f in load_fisher(path)[0].items())
+    # a second setup reads the file instead of computing: a planted value shows through
+    planted = {n: torch.full_like(f, 7.0) for n, f in first.fisher.items()}
+    save_fisher(path, planted)
+    again = EWC({"fisher_normalize": "none"})
+    again.setup(build_llama(), reference_batches=[batch])
+    assert all(torch.equal(again.fisher[n], planted[n]) for n in planted)
+    # other weights, other data or another storage dtype: another entry, computed afresh
+    moved = build_llama()
+    with torch.no_grad():
+        next(moved.parameters()).add_(1e-3)
+    EWC({"fisher_normalize": "none"}).setup(moved, reference_batches=[batch])
+    EWC({"fisher_normalize": "none"}).setup(build_llama(), reference_batches=[{**batch, "labels": batch["input_ids"]}])
+    half = EWC({"fisher_normalize": "none", "fisher_dtype": "bf16"})
+    half.setup(build_llama(), reference_batches=[batch])
+    assert len(list((tmp_path / "fisher").glob("*.safetensors"))) == 4
+    assert all(torch.equal(half.fisher[n], first.fisher[n].bfloat16().float()) for n in first.fisher)
+    off = EWC({"fisher_normalize": "none", "fisher_cache": False})
+    off.setup(build_llama(), reference_batches=[batch])
+    assert all(torch.equal(off.fisher[n], first.fisher[n]) for n in first.fisher)
+
+
 def test_ewc_full_finetuning_hand_computation(build_llama, batch):
     model = build_llama()
     ewc = EWC({"lambda": 2.0, "fisher_normalize": "none"})

@@ -10,11 +10,19 @@ With LoRA the base weight W is frozen and A, B are trained; the penalty is taken
 update of each adapted weight, sum F_W * (scale * B @ A)^2, with F_W the Fisher of the base weight
 W, computed at setup with the adapters switched off. Memory: one Fisher tensor per trained or
 adapted weight (as large as W, unlike A and B), plus a copy of directly trained parameters.
+
+The empirical Fisher is cached under the forgetless home (`fisher_cache`), keyed by the base
+weights, the reference tokens and the settings: a second run on the same base and data, or a
+`--resume`, reads it instead of spending minutes on per-example gradients again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -22,7 +30,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from forgetless.errors import ForgetlessError
-from forgetless.train.fisher import diagonal_fisher, normalize_fisher
+from forgetless.home import forgetless_home
+from forgetless.train.fisher import diagonal_fisher, load_fisher, normalize_fisher, save_fisher
 from forgetless.train.regularizers.anchors import WeightAnchors
 from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig, zero_like_params
 from forgetless.train.regularizers.lora import adapters_disabled, canonical_name
@@ -43,6 +52,10 @@ class EWCConfig(RegularizerConfig):
     fisher_empirical: bool = Field(True, description="Labels from the data (True) or sampled from the model (False).")
     fisher_chunk_size: int = Field(8, gt=0, description="Examples per vmap call when computing the Fisher on an accelerator "
                                    "(on CPU the Fisher takes one example at a time: faster there).")
+    fisher_cache: bool = Field(True, description="Keep the empirical Fisher under the forgetless home, keyed by the base "
+                               "weights, the reference tokens and these settings; a later run or --resume reuses it.")
+    fisher_dtype: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Storage dtype of the cached Fisher (bf16/fp16 halve the file; the penalty uses these values).")
 
 
 @REGULARIZERS.register("ewc")
@@ -76,6 +89,7 @@ class EWC(Regularizer):
         self.ready = True
 
     def _compute_fisher(self, model: nn.Module, batches: Iterable[Batch] | None) -> dict[str, Tensor]:
+        """The Fisher of the weights EWC anchors, from the cache when this exact one was computed before."""
         if batches is None:
             raise ForgetlessError(
                 "EWC needs reference batches to compute the Fisher", where=self.config.section,
@@ -83,16 +97,24 @@ class EWC(Regularizer):
             )
         batches = _first_examples(batches, self.config.fisher_max_examples)  # may be read twice
         named = dict(model.named_parameters())
+        groups = [({s.base_name: named[s.base_name] for s in self.anchors.sites}, True),  # base weights W: adapters off
+                  (dict(self.anchors.params), False)]
+        cached = self.config.fisher_cache and self.config.fisher_empirical  # a sampled Fisher is drawn anew each time
+        path = fisher_cache_path(model, groups, batches, self.config) if cached else None
+        if path is not None and path.is_file():
+            return load_fisher(path)[0]
         kwargs = {
             "max_examples": self.config.fisher_max_examples, "empirical": self.config.fisher_empirical,
             "chunk_size": self.config.fisher_chunk_size,
         }
         fisher: dict[str, Tensor] = {}
-        if self.anchors.sites:  # base weights W, judged by the base model: adapters off
-            with adapters_disabled(model):
-                fisher |= diagonal_fisher(model, batches, params={s.base_name: named[s.base_name] for s in self.anchors.sites}, **kwargs)
-        if self.anchors.params:
-            fisher |= diagonal_fisher(model, batches, params=dict(self.anchors.params), **kwargs)
+        for params, adapters_off in groups:
+            if params:
+                with adapters_disabled(model) if adapters_off else nullcontext():
+                    fisher |= diagonal_fisher(model, batches, params=params, **kwargs)
+        if path is not None:  # the values a later run will read back: stored, then used, in fisher_dtype
+            save_fisher(path, fisher, {"examples": self.config.fisher_max_examples}, dtype=self.config.fisher_dtype)
+            return load_fisher(path)[0]
         return fisher
 
     def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
@@ -100,6 +122,25 @@ class EWC(Regularizer):
         if not self.anchors.names():
             return zero_like_params(model)
         return 0.5 * self.config.weight * self.anchors.quadratic(self.fisher)
+
+
+def fisher_cache_path(model: nn.Module, groups: list[tuple[dict[str, Tensor], bool]], batches: list[Batch],
+                      config: EWCConfig) -> Path:
+    """forgetless home / fisher / <sha256 of the base weights, which of them get a Fisher, the reference
+    tokens and the settings>. LoRA factors are left out: the base Fisher is taken with them off."""
+    digest = hashlib.sha256()
+    settings = config.model_dump(include={"fisher_max_examples", "fisher_empirical", "fisher_dtype"})
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(json.dumps([[sorted(params), off] for params, off in groups]).encode())
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            digest.update(f"{name}|{p.dtype}|{tuple(p.shape)}".encode())
+            digest.update(p.detach().contiguous().view(torch.uint8).cpu().numpy())
+    for batch in batches:
+        for key in sorted(batch):
+            digest.update(key.encode())
+            digest.update(batch[key].detach().to("cpu", torch.int64).contiguous().numpy())
+    return forgetless_home() / "fisher" / f"{digest.hexdigest()[:24]}.safetensors"
 
 
 def _first_examples(batches: Iterable[Batch], limit: int | None) -> list[Batch]:
