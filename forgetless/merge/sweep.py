@@ -213,7 +213,7 @@ def _reason(chosen: float | None, rows: list[SweepRow], budget: float, first_fit
         return (f"no alpha > 0 keeps the general drop's upper CI end within the budget of {budget:g}; "
                 "keep the base model, or retrain with a stronger regularizer")
     row = next(r for r in rows if r.alpha == chosen)
-    gain = ("" if row.domain_gain is None or first_fit else f" and the largest domain gain ({row.domain_gain:+.3f})")
+    gain = "" if row.domain_gain is None or first_fit else f" and the largest domain gain ({row.domain_gain:+.3f})"
     how = " (the largest alpha inside it, tried from the top down)" if first_fit else ""
     note = "" if row.domain_gain is None or row.domain_gain > 0 else "; note that it does not improve the domain"
     return (f"alpha {chosen:g} has general drop <= {row.general_drop_high:.3f} (upper CI end) <= {budget:g}"

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from forgetless.errors import ForgetlessError
 from forgetless.home import forgetless_home
-from forgetless.train.fisher import diagonal_fisher, load_fisher, normalize_fisher, save_fisher
+from forgetless.train.fisher import STORAGE_DTYPES, diagonal_fisher, load_fisher, normalize_fisher, save_fisher
 from forgetless.train.regularizers.anchors import WeightAnchors
 from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig, zero_like_params
 from forgetless.train.regularizers.lora import adapters_disabled, canonical_name
@@ -112,10 +112,11 @@ class EWC(Regularizer):
             if params:
                 with adapters_disabled(model) if adapters_off else nullcontext():
                     fisher |= diagonal_fisher(model, batches, params=params, **kwargs)
-        if path is not None:  # the values a later run will read back: stored, then used, in fisher_dtype
-            save_fisher(path, fisher, {"examples": self.config.fisher_max_examples}, dtype=self.config.fisher_dtype)
-            return load_fisher(path)[0]
-        return fisher
+        if path is None:
+            return fisher
+        save_fisher(path, fisher, {"examples": self.config.fisher_max_examples}, dtype=self.config.fisher_dtype)
+        storage = STORAGE_DTYPES[self.config.fisher_dtype]  # use what a later run reads back, without reading it
+        return {n: f.to(storage).float() for n, f in fisher.items()}
 
     def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
         self._require_setup()
