@@ -1,6 +1,6 @@
 """bf16 autocast vs float32 training through `forgetless.train`, alternating, on smollm2-135m.
 
-Run: python benchmarks/bench_autocast.py [--steps 12] [--rounds 2]
+Run: python benchmarks/bench_autocast.py [--steps 12] [--rounds 2] [--model M]
 `dtype: auto` autocasts to bf16 where bf16 is native (a CUDA GPU with bf16, a CPU with AMX tiles);
 elsewhere both arms are float32 and the ratio is ~1. Prints each run's Trainer runtime and, per
 method, the float32 / auto ratio (above 1: autocast is faster).
@@ -38,9 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default="smollm2-135m", help="a built-in name or a Hugging Face folder")
     args = parser.parse_args()
     print(f"native bf16 here: {native_bf16(pick_device(None))}")
-    shared = {"model": "smollm2-135m", "data": "builtin:domain/train.jsonl", "max_steps": args.steps, "batch_size": 8,
+    shared = {"model": args.model, "data": "builtin:domain/train.jsonl", "max_steps": args.steps, "batch_size": 8,
               "max_length": 96, "seed": 0, "save_steps": 10_000, "logging_steps": 1, "warmup_ratio": 0.05}
     seconds: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,10 +7,15 @@ so a padded batch computes what each prompt alone would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import torch
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+# The KV cache's name, as a forward argument and an output field: transformers renamed it from
+# `past_key_values` to `cache` during 5.x (5.17 has the old name, 5.24 the new one); both work here.
+CACHE = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
 
 
 @dataclass
@@ -54,7 +59,7 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefill:
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    return Prefill(cache=out.cache, mask=mask, last_logits=out.logits[:, -1].float(), lengths=mask.sum(-1))
+    return Prefill(cache=getattr(out, CACHE), mask=mask, last_logits=out.logits[:, -1].float(), lengths=mask.sum(-1))
 
 
 @torch.no_grad()
@@ -87,9 +92,9 @@ def greedy_decode(model: Any, pre: Prefill, *, max_new_tokens: int, eos_ids: Seq
                 rows, done, mask, positions, next_token = (x[keep] for x in (rows, done, mask, positions, next_token))
             feed = torch.where(done, torch.full_like(next_token, pad_id), next_token)
             mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
-            out = model(input_ids=feed[:, None], attention_mask=mask, position_ids=positions[:, None], cache=cache,
-                        use_cache=True)
-            cache, positions = out.cache, positions + 1
+            out = model(input_ids=feed[:, None], attention_mask=mask, position_ids=positions[:, None],
+                        use_cache=True, **{CACHE: cache})
+            cache, positions = getattr(out, CACHE), positions + 1
             next_token = out.logits[:, -1].argmax(-1)
     finally:
         pre.restore(saved)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from forgetless.eval.decode import Prefill, eos_ids_of, greedy_decode, pad_id_of, prefill
+from forgetless.eval.decode import CACHE, Prefill, eos_ids_of, greedy_decode, pad_id_of, prefill
 from forgetless.eval.prompts import continuation_text, encode
 
 
@@ -53,7 +53,7 @@ def score_choices(model: Any, pre: Prefill, conts: list[list[list[int]]], pad_id
     cont_pos = pre.lengths[rows][:, None] + torch.arange(width, device=device)[None, :]
     try:
         logits = model(input_ids=cont_ids, attention_mask=torch.cat([pre.mask[rows], cont_mask], dim=1),
-                       position_ids=cont_pos, cache=pre.cache, use_cache=False).logits.float()
+                       position_ids=cont_pos, use_cache=False, **{CACHE: pre.cache}).logits.float()
     finally:
         pre.restore(saved)
     first_logp = F.log_softmax(pre.last_logits, dim=-1)  # (B, V): predicts each choice's first token

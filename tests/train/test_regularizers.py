@@ -168,6 +168,9 @@ def test_precomputed_base_fisher_anchors_a_lora_run(build_llama, build_lora, bat
     assert len(ewc.fisher) == 4
     with pytest.raises(ForgetlessError, match="no entry"):
         EWC(fisher={"model.norm.weight": torch.ones(16)}).setup(build_lora())
+    negative = {n: f.clone().index_fill_(0, torch.tensor([0]), -1.0) for n, f in fisher.items()}
+    with pytest.raises(ForgetlessError, match="negative entries"):
+        EWC(fisher=negative).setup(build_lora())
 
 
 def test_ewc_needs_reference_data(build_llama):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from forgetless.train.regularizers.lora import LoraSite, canonical_name, directly_trained, lora_sites
-from forgetless.train.regularizers.quadratic import anchored_quadratic, lora_quadratic
+from forgetless.train.regularizers.quadratic import anchored_quadratic, lora_quadratic, lora_sq_norm
 
 
 class WeightAnchors:
@@ -37,15 +37,19 @@ class WeightAnchors:
         names = list(self.params)
         terms = []
         if names:
-            weights = [None if fisher is None else fisher[n] for n in names]
+            weights = None if fisher is None else [fisher[n] for n in names]
             terms.append(anchored_quadratic([self.params[n] for n in names], [self.theta0[n] for n in names], weights))
-        for site in self.sites:
+        single = [s for s in self.sites if len(s.adapters) == 1]
+        if single:
+            factors = [s.factors(s.adapters[0]) for s in single]
             if fisher is None:
-                terms.append(site.delta_sq_norm())
-            elif len(site.adapters) == 1:
-                terms.append(lora_quadratic(*site.factors(site.adapters[0]), fisher[site.base_name]))
-            else:  # several adapters on one weight: their summed update, by plain autograd
-                terms.append((fisher[site.base_name] * site.delta().square()).sum())
+                terms.append(lora_sq_norm(factors))
+            else:
+                terms.append(lora_quadratic(factors, [fisher[s.base_name] for s in single]))
+        for site in self.sites:  # several adapters on one weight: their summed update, by plain autograd
+            if len(site.adapters) > 1:
+                weight = 1.0 if fisher is None else fisher[site.base_name]
+                terms.append((weight * site.delta().square()).sum())
         return torch.stack(terms).sum()
 
     @staticmethod

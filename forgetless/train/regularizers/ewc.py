@@ -85,6 +85,10 @@ class EWC(Regularizer):
             )
         weights = dict(model.named_parameters())
         used = {n: by_key[canonical_name(n)].to(weights[n].device, torch.float32) for n in self.anchors.names()}
+        negative = next((n for n, f in used.items() if bool((f < 0).any())), None)
+        if negative is not None:  # a mean of squares never is; the fused penalty relies on F >= 0
+            raise ForgetlessError(f"the Fisher of '{negative}' has negative entries", where=self.config.section,
+                                  hint="a diagonal Fisher is a mean of squared gradients: check where it came from")
         self.fisher = normalize_fisher(used, self.config.fisher_normalize)  # over the trained weights only
         self.ready = True
 

@@ -60,17 +60,6 @@ class LoraSite:
             total = d if total is None else total + d
         return total
 
-    def delta_sq_norm(self) -> Tensor:
-        """||delta_W||_F^2 without forming delta_W when one adapter is active.
-
-        ||s B A||^2 = s^2 * trace(A^T B^T B A) = s^2 * sum((B^T B) * (A A^T)): two (r, r) products.
-        """
-        if len(self.adapters) != 1:
-            return self.delta().square().sum()
-        a, b, scale, _ = self.factors(self.adapters[0])
-        a, b = a.float(), b.float()
-        return scale**2 * ((b.T @ b) * (a @ a.T)).sum()
-
 
 def _lora_layer_types() -> tuple[type, ...]:
     try:
