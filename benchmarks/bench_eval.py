@@ -15,7 +15,7 @@ import torch
 
 from forgetless.eval import EvalSettings, evaluate
 from forgetless.eval.loglik import score_multiple_choice, score_multiple_choice_bruteforce
-from forgetless.eval.prompts import continuation_text, encode, render_prompt
+from forgetless.eval.prompts import continuation_text, encode
 from forgetless.models import load_model
 from forgetless.suites import load_suite
 
