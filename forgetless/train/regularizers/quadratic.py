@@ -122,10 +122,15 @@ class _LoraQuadratic(torch.autograd.Function):
             first = group[0]
             weighted = weighted.transpose(1, 2) if ctx.transposes[first] else weighted  # (G, out, in), like B @ A
             coef = 2 * ctx.scales[first] * grad
-            grad_a = torch.bmm(stack_b.transpose(1, 2), weighted).mul_(coef)  # (G, r, in)
-            grad_b = torch.bmm(weighted, stack_a.transpose(1, 2)).mul_(coef)  # (G, out, r)
+            need_a = any(ctx.needs_input_grad[3 + 2 * i] for i in group)  # frozen factors: no product
+            need_b = any(ctx.needs_input_grad[4 + 2 * i] for i in group)
+            grad_a = torch.bmm(stack_b.transpose(1, 2), weighted).mul_(coef) if need_a else None  # (G, r, in)
+            grad_b = torch.bmm(weighted, stack_a.transpose(1, 2)).mul_(coef) if need_b else None  # (G, out, r)
             for k, i in enumerate(group):
-                grads[2 * i], grads[2 * i + 1] = grad_a[k].to(ctx.dtypes[2 * i]), grad_b[k].to(ctx.dtypes[2 * i + 1])
+                if grad_a is not None:
+                    grads[2 * i] = grad_a[k].to(ctx.dtypes[2 * i])
+                if grad_b is not None:
+                    grads[2 * i + 1] = grad_b[k].to(ctx.dtypes[2 * i + 1])
         ctx.groups = []
         return None, None, None, *grads
 
