@@ -103,9 +103,7 @@ class RegularizerSpec(BaseModel):
     @model_validator(mode="after")
     def _known_options(self) -> RegularizerSpec:
         """Check the options against the regularizer's own config now, not after the model has loaded."""
-        registry = _regularizer_registry()
-        config_class = getattr(registry.get(self.name), "config_class", None) if registry and self.name in registry \
-            else None
+        config_class = self._config_class()
         if config_class is None:
             return self
         valid = [n for n, f in config_class.model_fields.items() for n in (n, f.alias) if n] + ["weight"]
@@ -118,6 +116,11 @@ class RegularizerSpec(BaseModel):
             raise ValueError(e.message) from None
         return self
 
+    def _config_class(self) -> Any:
+        """The registered regularizer's config class (None: not registered, or a factory without one)."""
+        registry = _regularizer_registry()
+        return getattr(registry.get(self.name), "config_class", None) if registry and self.name in registry else None
+
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -125,6 +128,14 @@ class RegularizerSpec(BaseModel):
     def arguments(self) -> dict[str, Any]:
         """The regularizer's config as a dict: its options, plus `weight` when given."""
         return {**self.options, **({"weight": self.weight} if self.weight is not None else {})}
+
+    def resolved_weight(self) -> float:
+        """The multiplier this term trains with: `weight`, else the regularizer's own lambda/alpha/beta or
+        that option's default (1 for a registered factory without a config class)."""
+        config_class = self._config_class()
+        if config_class is None:
+            return 1.0 if self.weight is None else self.weight
+        return float(config_class(**self.arguments()).weight)
 
 
 class BudgetSection(Section):

@@ -64,7 +64,7 @@ def risk_warnings(config: TrainConfig, n_examples: int) -> list[str]:
         out.append("no learning-rate warm-up: the first updates hit at the full rate; warmup_ratio 0.05 is usual")
     elif config.warmup_ratio == 0:
         out.append("constant learning rate with no warm-up: the first updates hit at the full rate")
-    protected = config.replay.fraction > 0 or any(r.weight > 0 for r in config.regularizers)
+    protected = config.replay.fraction > 0 or any(r.resolved_weight() > 0 for r in config.regularizers)
     if config.method == "full" and not protected and config.freeze.layers == 0:
         out.append("full fine-tuning with no replay, no regularizer and no frozen layers: nothing protects "
                    "general abilities; consider replay.fraction 0.1-0.25 or an ewc/l2sp regularizer")

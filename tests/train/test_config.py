@@ -115,6 +115,10 @@ def test_risk_warnings():
     assert "nothing protects" in text
     calm = resolve(validate_config({"data": "d", "preset": "safe", "replay": {"fraction": 0.2}}))
     assert risk_warnings(calm, n_examples=5000) == []
+    # a regularizer's weight given by its own name, or left to its default, counts as protection
+    for spec, protected in (({"name": "ewc"}, True), ({"name": "ewc", "lambda": 0}, False), ({"name": "l2sp", "alpha": 0.1}, True)):
+        full = resolve(validate_config({"data": "d", "method": "full", "preset": "safe", "regularizers": [spec]}))
+        assert ("nothing protects" in " | ".join(risk_warnings(full, n_examples=5000))) is not protected, spec
 
 
 def test_every_field_is_documented():
