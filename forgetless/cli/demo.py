@@ -57,7 +57,7 @@ def demo_command(
     out: Path = typer.Option(Path("runs/forgetless-study"), "--out", "-o", help="Study folder (must be new or empty)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Optimizer steps per strategy (default 30; quick 4)."),
     items: int | None = typer.Option(None, "--items", min=0,
-                                        help="Items per type per suite (default 60; quick 12; 0 = whole suites)."),
+                                        help="Items per type per suite (default 55; quick 12; 0 = whole suites)."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model (built-in name, folder, hub id)."),
     strategy: list[str] = typer.Option([], "--strategy", "-s",
                                        help="Only these strategies (repeatable): aggressive-full, safe-full, "
@@ -68,7 +68,7 @@ def demo_command(
                                     help="Verdicts: a general drop at least this large (and significant) is forgetting."),
     budget: float = typer.Option(0.10, "--budget", min=0.0,
                                  help="Recovery: the largest general drop (upper 95% CI end) the chosen alpha may have. "
-                                      "60 items per type give CIs about +-9 pp wide; use --items 0 for tighter budgets."),
+                                      "55 items per type give CIs about +-9 pp wide; use --items 0 for tighter budgets."),
     seed: int = typer.Option(0, "--seed", min=0, help="Training and evaluation seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

@@ -48,6 +48,9 @@ _register_commands()
 
 def main() -> None:
     """Entry point: user errors become one red line and exit code 2, never a traceback."""
+    from forgetless.models.device import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app()
     except ForgetlessError as e:

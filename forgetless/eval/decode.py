@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+MIN_SHARED_PREFIX = 4  # below this, a separate forward for the prefix costs more than it saves
+
 # The KV cache's name, as a forward argument and an output field: transformers renamed it from
 # `past_key_values` to `cache` during 5.x (5.17 has the old name, 5.24 the new one); both work here.
 CACHE = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
@@ -47,18 +49,44 @@ def eos_ids_of(model: Any, tokenizer: Any) -> list[int]:
     return sorted(set(ids))
 
 
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with (a chat template's system prompt), leaving each row one of its own."""
+    limit = min(len(r) for r in rows) - 1
+    first = rows[0]
+    n = 0
+    while n < limit and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
+
+
 @torch.no_grad()
 def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefill:
+    """Run the contexts once, keeping their KV cache. The prefix that all rows share (for SmolLM2's
+    template, 24 of about 40 tokens) is computed for one row and repeated, then each row's own tokens
+    follow it, left-padded: [shared | pad | own]. Padding is masked and positions are explicit, so a
+    row sees what it would see alone."""
     device = next(model.parameters()).device
+    shared = shared_prefix_length(rows) if len(rows) > 1 else 0
+    past: dict[str, Any] = {}
+    if shared >= MIN_SHARED_PREFIX:
+        head = torch.tensor([list(rows[0][:shared])], dtype=torch.long, device=device)
+        cache = getattr(model(input_ids=head, use_cache=True, logits_to_keep=1), CACHE)
+        cache.batch_repeat_interleave(len(rows))
+        past = {CACHE: cache}
+        rows = [r[shared:] for r in rows]
+    else:
+        shared = 0
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), shared + width), dtype=torch.long)
+    mask[:, :shared] = 1
     for i, r in enumerate(rows):
         ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
+        mask[i, shared + width - len(r):] = 1
     ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **past)
     return Prefill(cache=getattr(out, CACHE), mask=mask, last_logits=out.logits[:, -1].float(), lengths=mask.sum(-1))
 
 

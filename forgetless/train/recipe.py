@@ -67,15 +67,17 @@ class TrainResult:
     trainable: dict[str, Any]
     log_history: list[dict[str, Any]]
     monitor: dict[str, Any] | None = None  # the forgetting curve, its overhead, best step inside the budget
+    monitor_baseline: dict[str, Any] | None = field(default=None, repr=False)  # reusable: `train(monitor_baseline=)`
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = False, progress: bool = True,
-          notify: Notify | None = None) -> TrainResult:
+          notify: Notify | None = None, monitor_baseline: dict[str, Any] | None = None) -> TrainResult:
     """Fine-tune `config.model` on `config.data` and write the run folder `config.out`.
 
     `callbacks` are extra `transformers.TrainerCallback`s (the forgetting monitor plugs in here);
     `notify` receives each warning before training starts; `resume` continues from the last
-    checkpoint in RUN/checkpoints with the same data order.
+    checkpoint in RUN/checkpoints with the same data order. `monitor_baseline`: an earlier result's
+    `monitor_baseline`, from the same base model and monitor settings (the monitor skips step 0's work).
     """
     started, clock = datetime.now(timezone.utc), time.time()
     main = is_main_process()
@@ -88,6 +90,9 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     try:
         with _quiet_deprecations():
             loaded = load_base(config)
+            attention = training_attention(config)
+            if attention:
+                loaded.model.set_attn_implementation(attention)
             data = build_data(config, loaded)
             risks = presets.risk_warnings(config, data.counts["domain_examples"]) + data.notes
             for message in risks:
@@ -95,7 +100,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             model = apply_method(config, loaded.model)
             trainable = trainable_summary(model)
             regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
-            monitor = build_monitor(config, loaded.tokenizer)
+            monitor = build_monitor(config, loaded.tokenizer, monitor_baseline)
             callbacks = [*callbacks, *([monitor] if monitor else [])]
             guard, interrupt = NonFiniteGuard(), SaveOnInterrupt()
             trainer = ForgetlessTrainer(
@@ -126,7 +131,8 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
     result = TrainResult(run_dir=run_dir, steps=trainer.state.global_step, final_loss=_final_loss(history),
                          seconds=round(time.time() - clock, 2), warnings=risks, counts=data.counts,
                          trainable=trainable, log_history=history,
-                         monitor=monitor.summary() if monitor else None)
+                         monitor=monitor.summary() if monitor else None,
+                         monitor_baseline=monitor.base if monitor else None)
     if trainer.is_world_process_zero():
         write_run_file(result, config, loaded, started, resumed_from=checkpoint)
     return result
@@ -211,7 +217,7 @@ def last_checkpoint(run_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name[len("checkpoint-"):]))) if done else None
 
 
-def build_monitor(config: TrainConfig, tokenizer: Any) -> Any:
+def build_monitor(config: TrainConfig, tokenizer: Any, baseline: dict[str, Any] | None = None) -> Any:
     """The forgetting monitor from the config's `monitor:` section (None when it is absent)."""
     if config.monitor is None:
         return None
@@ -220,7 +226,7 @@ def build_monitor(config: TrainConfig, tokenizer: Any) -> Any:
     m = config.monitor
     return ForgettingMonitor(tokenizer, select_probes(tokenizer, mc_items=m.mc_items, gen_items=m.gen_items),
                              every=m.every, max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
-                             early_stop=m.early_stop)
+                             early_stop=m.early_stop, baseline=baseline)
 
 
 def save_weights(trainer: Any, config: TrainConfig, loaded: LoadedModel, run_dir: Path) -> None:
@@ -312,6 +318,17 @@ def load_base(config: TrainConfig) -> LoadedModel:
         raise ForgetlessError("the model is a LoRA run folder; training on top of an adapter is not supported",
                               where=config.model, hint="train from its base model, or merge the adapter first")
     return loaded
+
+
+EAGER_MAX_LENGTH = 256  # on a CPU, eager attention trains faster than the fused kernel up to about here
+
+
+def training_attention(config: TrainConfig) -> str | None:
+    """The attention kernel to train with; None keeps the model's own (sdpa)."""
+    if config.attention != "auto":
+        return config.attention
+    on_cpu = pick_device(config.device).type == "cpu"
+    return "eager" if on_cpu and config.max_length <= EAGER_MAX_LENGTH else None
 
 
 def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from forgetless.eval.decode import MIN_SHARED_PREFIX, pad_id_of, prefill, shared_prefix_length
 from forgetless.eval.generate import cut_at_stops, greedy_generate
-from forgetless.eval.prompts import render_prompt
+from forgetless.eval.prompts import encode, render_prompt
 
 
 def test_batched_generation_matches_one_by_one_and_model_generate(smollm2):
@@ -28,3 +29,27 @@ def test_batched_generation_matches_one_by_one_and_model_generate(smollm2):
 def test_cut_at_stops_keeps_the_text_before_the_first_stop():
     assert cut_at_stops("Paris.\nQuestion: next", ["\nQuestion:", "###"]) == "Paris."
     assert cut_at_stops("no stop here ", []) == "no stop here"
+
+
+def test_shared_prefix_length_leaves_every_row_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+def test_prefill_with_a_shared_prefix_matches_each_prompt_alone(smollm2):
+    """The template's system prompt is computed once for the batch; each row must still see exactly
+    its own prompt (positions continue after the prefix, padding between them is masked)."""
+    tok, model = smollm2.tokenizer, smollm2.model.eval()
+    rows = [encode(tok, render_prompt(tok, q)) for q in
+            ("What is the capital of France?", "Name a mammal that can fly, and say why it counts.", "2+2?")]
+    shared = shared_prefix_length(rows)
+    assert shared >= MIN_SHARED_PREFIX
+    batched = prefill(model, rows, pad_id_of(tok))
+    assert batched.lengths.tolist() == [len(r) for r in rows]
+    for i, row in enumerate(rows):
+        alone = prefill(model, [row], pad_id_of(tok))
+        torch.testing.assert_close(batched.last_logits[i], alone.last_logits[0], atol=2e-4, rtol=0)
+    prompts = [tok.decode(r) for r in rows]
+    assert greedy_generate(model, tok, prompts, max_new_tokens=8, batch_size=3) == \
+        [greedy_generate(model, tok, [p], max_new_tokens=8, batch_size=1)[0] for p in prompts]

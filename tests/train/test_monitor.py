@@ -84,3 +84,19 @@ def test_early_stop_restores_the_last_weights_inside_the_budget(tiny_model_dir):
     assert Control.should_training_stop
     monitor.on_train_end(None, State, Control, model=loaded.model)
     assert all(torch.equal(before[n], p) for n, p in loaded.model.named_parameters())
+
+
+def test_a_second_run_reuses_the_monitor_baseline_and_measures_the_same_curve(tmp_path, domain_file,
+                                                                               tiny_model_dir):
+    """The study trains six strategies from one base: the monitor's step 0 is measured once."""
+    monitor = "monitor: {every: 2, mc_items: 8, gen_items: 3}"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = train(_config(tmp_path / "a", domain_file, tiny_model_dir, monitor), progress=False)
+    second = train(_config(tmp_path / "b", domain_file, tiny_model_dir, monitor), progress=False,
+                   monitor_baseline=first.monitor_baseline)
+    assert second.monitor_baseline is first.monitor_baseline
+    assert second.monitor["points"][0]["seconds"] < first.monitor["points"][0]["seconds"]
+    strip = [{k: v for k, v in p.items() if k != "seconds"} for p in first.monitor["points"]]
+    assert [{k: v for k, v in p.items() if k != "seconds"} for p in second.monitor["points"]] == strip
+    assert len(strip) == 3 and strip[-1]["kl"] > 0

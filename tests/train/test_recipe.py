@@ -260,3 +260,16 @@ def test_cli_trains_from_yaml_with_overrides(tiny, domain, tmp_path):
     assert "r: 4" in (tmp_path / "cli" / "config.yaml").read_text()
     bad = runner.invoke(app, ["train", str(config_file), "--set", "lora.rank=4"])
     assert isinstance(bad.exception, ForgetlessError) and "unknown key 'lora.rank'" in str(bad.exception)
+
+
+def test_attention_kernel_is_eager_only_for_short_sequences_on_a_cpu():
+    from forgetless.train.recipe import training_attention
+
+    def config(**kw):
+        return validate_config({"model": "m", "data": "d.jsonl", "device": "cpu", **kw}, where="test")
+
+    assert training_attention(config(max_length=96)) == "eager"
+    assert training_attention(config(max_length=512)) is None  # the fused kernel wins on long sequences
+    assert training_attention(config(max_length=96, attention="sdpa")) == "sdpa"
+    with pytest.raises(ForgetlessError):
+        config(attention="flash")
