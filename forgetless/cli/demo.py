@@ -68,7 +68,7 @@ def demo_command(
                                     help="Verdicts: a general drop at least this large (and significant) is forgetting."),
     budget: float = typer.Option(0.10, "--budget", min=0.0,
                                  help="Recovery: the largest general drop (upper 95% CI end) the chosen alpha may have. "
-                                      "55 items per type give CIs about +-9 pp wide; use --items 0 for tighter budgets."),
+                                      "55 items per type give CIs about +-10 pp wide; use --items 0 for tighter budgets."),
     seed: int = typer.Option(0, "--seed", min=0, help="Training and evaluation seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

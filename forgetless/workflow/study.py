@@ -95,7 +95,7 @@ class StudyOptions:
     seed: int = 0
     threshold: float = 0.05  # verdicts: a general drop at least this large is forgetting
     # recovery: the largest general drop the chosen alpha may have, on the upper end of its 95% CI. With 55 items
-    # per type that interval is about +-9 pp wide, so a smaller budget cannot be certified (use --items 0).
+    # per type that interval is about +-10 pp wide, so a smaller budget cannot be certified (use --items 0).
     budget: float = 0.10
     strategies: tuple[str, ...] = STRATEGY_KEYS  # keys of STRATEGIES, in order
     recover: bool = True  # interpolation recovery of the aggressive full fine-tune (needs forgetless.merge)
