@@ -61,7 +61,9 @@ def run_command(
                                          f"(default {','.join(f'{a:g}' for a in DEFAULT_ALPHAS)})."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Evaluate -> fine-tune with protections (LoRA + self-replay + KL + monitor) -> evaluate -> compare -> report.
+    """Evaluate -> fine-tune with protections (LoRA + self-replay with KL on it + monitor) -> evaluate -> compare -> report.
+
+    The training budget follows the data: 4 passes over it (at least 60 steps; at most 260 on a CPU).
 
     Examples:
       forgetless run

@@ -6,6 +6,7 @@ import io
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -124,7 +125,8 @@ def render_text(report: ForgettingReport) -> RenderableType:
     """Rich renderables for the terminal: verdict, metric tables, diagnosis, failures, recommendations."""
     r = report
     colour = COLOURS[r.verdict]
-    header = Text.from_markup(f"[bold {colour}]{WORDS[r.verdict].upper()}[/]  {r.headline}\n"
+    header = Text.from_markup((f"[bold]{escape(r.tradeoff)}[/]\n" if r.tradeoff else "")
+                              + f"[bold {colour}]{WORDS[r.verdict].upper()}[/]  {r.headline}\n"
                               f"[dim]{r.before.model.get('spec', '?')} -> {r.after.model.get('spec', '?')}; "
                               f"threshold {r.threshold:g}, {r.confidence:.0%} confidence, seed {r.seed}[/]")
     parts: list[RenderableType] = [Panel(header, border_style=colour)]
@@ -194,7 +196,8 @@ def _md_diagnosis(r: ForgettingReport) -> list[str]:
 
 def render_markdown(report: ForgettingReport) -> str:
     r = report
-    out = ["# Forgetting report", "", f"**{WORDS[r.verdict].upper()}** — {r.headline}", "",
+    out = ["# Forgetting report", "", *([f"**{r.tradeoff}**", ""] if r.tradeoff else []),
+           f"**{WORDS[r.verdict].upper()}** — {r.headline}", "",
            f"`{r.before.model.get('spec', '?')}` -> `{r.after.model.get('spec', '?')}`; threshold {r.threshold:g}, "
            f"{r.confidence:.0%} confidence, seed {r.seed}. Suites: {', '.join(r.suites)}"
            + (f" (domain: {', '.join(r.domain_suites)})" if r.domain_suites else "") + ".", ""]

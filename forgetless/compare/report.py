@@ -31,6 +31,7 @@ from forgetless.compare.schema import (
 )
 from forgetless.errors import ForgetlessError
 from forgetless.eval.results import EvalResult, ItemResult
+from forgetless.lint import find_boilerplate
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 EXAMPLES_PER_METRIC = 5
@@ -71,6 +72,25 @@ def _training_source(after: EvalResult, training_data: str | Path | None,
     except ForgetlessError as e:
         warnings.append(f"training data not usable, template collapse not measured: {e}")
         return None, None
+
+
+def _available_items(after: EvalResult, domain_names: set[str]) -> dict[str, int]:
+    """Items per metric in the whole general suites the results were drawn from (a run may score a subset)."""
+    from forgetless.suites import load_suite
+
+    counts = {"knowledge": 0, "behaviour": 0, "checklist": 0}
+    for record in after.suites:
+        if record.name in domain_names or not record.path:
+            continue
+        try:
+            suite = load_suite(record.path)
+        except ForgetlessError:
+            continue
+        mc, gen, check = (len(suite.by_type(t)) for t in ("mc", "gen", "check"))
+        counts["knowledge"] += mc
+        counts["behaviour"] += mc + gen
+        counts["checklist"] += check
+    return counts
 
 
 def _triggers(metrics: list[MetricReport], collapse: TemplateCollapse | None) -> list[str]:
@@ -150,6 +170,37 @@ def _headline(verdict: Verdict, metrics: list[MetricReport], label: str, thresho
     return f"Inconclusive: no metric shows forgetting, but not every metric can rule out a drop of {threshold:g}"
 
 
+DOMAIN_WORDS = {"knowledge": "multiple choice", "behaviour": "open answers", "checklist": "checklist",
+                "text": "text NLL"}
+
+
+def _tradeoff(domain: list[MetricReport], metrics: list[MetricReport], collapse: TemplateCollapse | None,
+              confidence: float) -> str:
+    """One line, learning first: each domain gain with its CI and the accuracy after, then each general drop."""
+    pct = f"{confidence:.0%} CI"
+    if domain:
+        gains = []
+        for m in domain:
+            o = m.overall
+            sig = "significant" if o.ci_high < 0 else "not significant"
+            gains.append(f"{DOMAIN_WORDS[m.metric]} {o.before:.2f} -> {o.after:.2f} ({-o.drop:+.3f}, {pct} "
+                         f"[{-o.ci_high:+.3f}, {-o.ci_low:+.3f}], {sig})")
+        learned = "Learned: domain " + "; ".join(gains)
+    else:
+        learned = "Learned: not measured (no domain suite)"
+    kept = []
+    for m in metrics:
+        o = m.overall
+        if m.metric == "checklist":
+            kept.append(f"checklist {o.before:.2f} -> {o.after:.2f} (drop {o.drop:+.3f}, {pct} [{o.ci_low:+.3f}, "
+                        f"{o.ci_high:+.3f}])")
+        else:
+            kept.append(f"{m.metric} drop {o.drop:+.3f} [{o.ci_low:+.3f}, {o.ci_high:+.3f}]")
+    if collapse is not None:
+        kept.append(f"template copies {collapse.share_before:.0%} -> {collapse.share_after:.0%}")
+    return learned + ". Cost: " + ("; ".join(kept) if kept else "not measured") + "."
+
+
 def compare(before: EvalResult, after: EvalResult, *, threshold: float = 0.05, confidence: float = 0.95,
             seed: int = 0, training_data: str | Path | None = None, alpha: float = 0.05,
             domain_suites: Sequence[str] | None = None, n_resamples: int = 10_000) -> ForgettingReport:
@@ -174,6 +225,7 @@ def compare(before: EvalResult, after: EvalResult, *, threshold: float = 0.05, c
     metrics = metric_reports(general, s)
     domain = metric_reports([p for p in pairs if p.after.suite in domain_names], s)
     source, n_examples = _training_source(after, training_data, warnings)
+    boilerplate = find_boilerplate(training_responses(source)) if source is not None else []
     collapse = template_collapse(general, source, alpha=alpha) if source is not None else None
     triggered = _triggers(metrics, collapse)
     verdict = _overall(metrics, triggered)
@@ -183,8 +235,10 @@ def compare(before: EvalResult, after: EvalResult, *, threshold: float = 0.05, c
         after=ModelSide(model=after.model, training=after.training),
         threshold=threshold, confidence=confidence, alpha=alpha, seed=seed,
         suites=[x.name for x in after.suites], domain_suites=sorted(domain_names), verdict=verdict,
-        headline=_headline(verdict, metrics, diagnosis.label, threshold, confidence), triggered_by=triggered,
+        headline=_headline(verdict, metrics, diagnosis.label, threshold, confidence),
+        tradeoff=_tradeoff(domain, metrics, collapse, confidence), triggered_by=triggered,
         metrics=metrics, domain=domain, diagnosis=diagnosis, checklist_failures=_checklist_failures(general),
         lost_examples=_lost_examples(general),
-        recommendations=recommend(verdict, metrics, domain, diagnosis, threshold, after.training, n_examples),
+        recommendations=recommend(verdict, metrics, domain, diagnosis, threshold, after.training, n_examples,
+                                  boilerplate, _available_items(after, domain_names)),
         warnings=warnings)

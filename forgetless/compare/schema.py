@@ -169,6 +169,8 @@ class ForgettingReport(BaseModel):
     domain_suites: list[str]  # scored as gains, not as forgetting
     verdict: Verdict
     headline: str
+    # what was learned (domain gains with CIs and accuracies after), then what it cost: the report's first line
+    tradeoff: str = ""
     triggered_by: list[str]  # "behaviour", "knowledge: arithmetic", ...
     metrics: list[MetricReport]
     domain: list[MetricReport] = Field(default_factory=list)

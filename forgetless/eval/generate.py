@@ -20,21 +20,30 @@ def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     return text[:cut].strip()
 
 
-def greedy_generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int = 32,
-                    batch_size: int = 16, stop: Sequence[str] = (),
-                    on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy continuation of each rendered prompt, decoded without special tokens, cut at `stop`."""
+def greedy_tokens(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int = 32,
+                  batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy reply tokens of each rendered prompt, end-of-sequence excluded: a reply of `max_new_tokens`
+    tokens hit the limit before the model ended it."""
     pad_id, eos_ids = pad_id_of(tokenizer), eos_ids_of(model, tokenizer)
     tokens = [encode(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: (-len(tokens[i]), i))
-    replies: list[str] = [""] * len(prompts)
+    replies: list[list[int]] = [[] for _ in prompts]
     for b in range(0, len(order), batch_size):
         idx = order[b: b + batch_size]
         with torch.no_grad():
             pre = prefill(model, [tokens[i] for i in idx], pad_id)
             outs = greedy_decode(model, pre, max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id)
         for i, toks in zip(idx, outs):
-            replies[i] = cut_at_stops(tokenizer.decode(toks, skip_special_tokens=True), stop)
+            replies[i] = toks
         if on_batch:
             on_batch(len(idx))
     return replies
+
+
+def greedy_generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int = 32,
+                    batch_size: int = 16, stop: Sequence[str] = (),
+                    on_batch: Callable[[int], None] | None = None) -> list[str]:
+    """Greedy continuation of each rendered prompt, decoded without special tokens, cut at `stop`."""
+    outs = greedy_tokens(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         on_batch=on_batch)
+    return [cut_at_stops(tokenizer.decode(toks, skip_special_tokens=True), stop) for toks in outs]

@@ -53,6 +53,8 @@ def _verdict(v: str | None) -> str:
 def _header(d: ReportData) -> list[str]:
     sub = " · ".join(x for x in (d.subtitle, d.model, d.date, d.machine) if x)
     out = [f"# {cell(d.title)}", ""] + ([cell(sub), ""] if sub else [])
+    if d.comparison is not None and d.comparison.tradeoff:
+        out += [f"**{cell(d.comparison.tradeoff)}**", ""]
     out += [f"**{_verdict(d.banner_verdict).upper()}**" + (f" — {cell(d.banner_headline)}" if d.banner_headline
                                                               else ""), ""]
     if d.budget is not None:

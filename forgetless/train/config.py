@@ -195,6 +195,9 @@ class TrainConfig(Section):
         "auto", description="Attention kernel: auto = eager on a CPU up to max_length 256 (PyTorch's fused CPU "
                             "attention has a slow backward there: SmolLM2's forward+backward at 96 tokens 15% "
                             "faster, slower at 512), else the model's default.")
+    strip_boilerplate: bool = Field(False, description="Remove the sign-off or fixed opening that most training "
+                                                       "responses share (the data lint names it before training) "
+                                                       "for this run; the file is not changed.")
     replay: ReplaySection = Field(default_factory=ReplaySection, description="Mixing general data into training.")
     regularizers: list[RegularizerSpec] = Field(default_factory=list, description="Penalty terms added to the "
                                                 "task loss, e.g. [{name: ewc, weight: 100}].")
@@ -239,6 +242,11 @@ class TrainConfig(Section):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"regularizer '{dup[0]}' is listed twice (merge the two entries)")
+        scoped = [r.name for r in self.regularizers if r.options.get("examples") == "general"]
+        if scoped and self.replay.fraction == 0:
+            raise ValueError(f"regularizer '{scoped[0]}' is scoped to general examples (examples: general), but "
+                             "replay.fraction is 0, so there are none: set replay.fraction (e.g. 0.25) or "
+                             "examples: all")
         return self
 
 

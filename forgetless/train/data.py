@@ -25,9 +25,13 @@ import torch
 
 from forgetless.errors import ForgetlessError
 from forgetless.io import read_jsonl
+from forgetless.lint import Boilerplate, strip_boilerplate
 from forgetless.registry import did_you_mean
 
 IGNORE_INDEX = -100
+# per-example data a regularizer attached (the KL's precomputed targets); the trainer hands it to the penalties
+PER_POSITION_KEYS = ("kl_ids", "kl_logp")
+PENALTY_KEYS = ("general", *PER_POSITION_KEYS)
 FORMATS = {"messages": ("messages",), "prompt_response": ("prompt", "response"), "text": ("text",)}
 METADATA_KEYS = {"id", "meta", "metadata", "source", "category", "tags"}  # carried along, never trained on
 ROLES = {"system", "user", "assistant"}
@@ -42,6 +46,7 @@ class Record:
     format: str
     data: dict[str, Any]
     where: str
+    open_end: bool = False  # the response was cut off: its end-of-turn token is not learned
 
 
 @dataclass
@@ -126,6 +131,26 @@ def read_records(path: str | Path) -> list[Record]:
     return records
 
 
+def responses(record: Record) -> list[str]:
+    """The texts the model learns to write from a record: its assistant turns (none for raw text)."""
+    if record.format == "text":
+        return []
+    return [m["content"] for m in as_messages(record) if m["role"] == "assistant"]
+
+
+def without_boilerplate(record: Record, found: list[Boilerplate]) -> Record:
+    """The record with `forgetless.lint` boilerplate stripped from each assistant turn."""
+    if record.format == "prompt_response":
+        data = {**record.data, "response": strip_boilerplate(record.data["response"], found)}
+    elif record.format == "messages":
+        data = {**record.data, "messages": [
+            {**m, "content": strip_boilerplate(m["content"], found)} if m["role"] == "assistant" else m
+            for m in record.data["messages"]]}
+    else:
+        return record
+    return Record(record.format, data, record.where, record.open_end)
+
+
 def as_messages(record: Record) -> list[dict[str, str]]:
     if record.format == "prompt_response":
         return [{"role": "user", "content": record.data["prompt"]},
@@ -174,8 +199,9 @@ def chat_segments(tokenizer: Any, messages: list[dict[str, str]], where: str) ->
 
 
 def encode_chat(tokenizer: Any, messages: list[dict[str, str]], where: str,
-                end_ids: set[int] | None = None) -> tuple[list[int], list[int]]:
-    """Token ids and labels of a conversation: labels are the ids on assistant tokens, -100 elsewhere."""
+                end_ids: set[int] | None = None, label_end: bool = True) -> tuple[list[int], list[int]]:
+    """Token ids and labels of a conversation: labels are the ids on assistant tokens, -100 elsewhere.
+    `label_end=False` leaves the end-of-turn token unlabelled (a reply that was cut off)."""
     end_ids = end_token_ids(tokenizer) if end_ids is None else end_ids
     ids: list[int] = []
     labels: list[int] = []
@@ -185,7 +211,8 @@ def encode_chat(tokenizer: Any, messages: list[dict[str, str]], where: str,
         if not learn:
             labels += [IGNORE_INDEX] * len(piece)
             continue
-        cut = next((j + 1 for j, t in enumerate(piece) if t in end_ids), len(piece))  # keep the end token
+        end = next((j for j, t in enumerate(piece) if t in end_ids), None)
+        cut = len(piece) if end is None else end + label_end  # keep the end token, unless the reply was cut off
         labels += piece[:cut] + [IGNORE_INDEX] * (len(piece) - cut)
     return ids, labels
 
@@ -205,7 +232,8 @@ def tokenize_records(records: Iterable[Record], tokenizer: Any, max_length: int)
         if record.format == "text":
             ids, labels = encode_text(tokenizer, record.data["text"])
         else:
-            ids, labels = encode_chat(tokenizer, as_messages(record), record.where, end_ids)
+            ids, labels = encode_chat(tokenizer, as_messages(record), record.where, end_ids,
+                                      label_end=not record.open_end)
         if len(ids) > max_length:
             out.truncated += 1
             ids, labels = ids[:max_length], labels[:max_length]
@@ -234,7 +262,8 @@ class ExampleDataset(torch.utils.data.Dataset):
 
 @dataclass
 class PadCollator:
-    """Right-pads a batch: pad id in input_ids, -100 in labels, 0 in attention_mask."""
+    """Right-pads a batch: pad id in input_ids, -100 in labels, 0 in attention_mask. Examples flagged
+    `general` (replay) give a (B,) `general` tensor, which penalties scoped to general examples read."""
 
     pad_token_id: int
 
@@ -248,7 +277,14 @@ class PadCollator:
             ids[i, :n] = torch.tensor(f["input_ids"])
             labels[i, :n] = torch.tensor(f["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if any("general" in f for f in features):
+            batch["general"] = torch.tensor([bool(f.get("general")) for f in features])
+        for key in PER_POSITION_KEYS:  # (n_scored, k) per example: concatenated in row order
+            parts = [f[key] for f in features if key in f]
+            if parts:
+                batch[key] = torch.cat(parts)
+        return batch
 
 
 def collator_for(tokenizer: Any) -> PadCollator:

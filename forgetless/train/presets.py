@@ -27,7 +27,17 @@ DEFAULT_LR = PRESETS["balanced"]["learning_rate"]  # when neither a preset nor a
 
 # Thresholds of `risk_warnings`, named so that docs and tests can quote them.
 MAX_SAFE_LR = {"full": 5e-5, "lora": 5e-4}
+# With replay and a KL term holding the replayed examples to the base, rates this many times higher keep general
+# abilities (Marek et al. 2026; measured for `forgetless run` in docs/training.md)
+PROTECTED_LR_FACTOR = 10
 MANY_EPOCHS, FEW_EXAMPLES = 5, 1000
+
+
+def safe_lr_limit(method: str, replay_fraction: float, regularizers: list[str] | tuple[str, ...]) -> float:
+    """The learning rate above which a run is warned about: higher for LoRA when replay and KL protect it
+    (measured for LoRA only)."""
+    protected = method == "lora" and replay_fraction > 0 and "kl" in regularizers
+    return MAX_SAFE_LR[method] * (PROTECTED_LR_FACTOR if protected else 1)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -52,7 +62,8 @@ def risk_warnings(config: TrainConfig, n_examples: int) -> list[str]:
     """
     out: list[str] = []
     lr = config.learning_rate or DEFAULT_LR[config.method]
-    limit = MAX_SAFE_LR[config.method]
+    limit = safe_lr_limit(config.method, config.replay.fraction,
+                          [r.name for r in config.regularizers if r.resolved_weight() > 0])
     if lr > limit:
         usual = "1e-5..2e-5" if config.method == "full" else "1e-4..3e-4"
         out.append(f"learning rate {lr:g} is above {limit:g} for {config.method} fine-tuning (usual: {usual}); "

@@ -35,7 +35,16 @@ from forgetless.models.device import native_bf16, pick_device
 from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
 from forgetless.train import presets
 from forgetless.train.config import TrainConfig, dump_config
-from forgetless.train.data import ExampleDataset, Tokenized, collator_for, read_records, tokenize_records
+from forgetless.lint import find_boilerplate
+from forgetless.train.data import (
+    ExampleDataset,
+    Tokenized,
+    collator_for,
+    read_records,
+    responses,
+    tokenize_records,
+    without_boilerplate,
+)
 from forgetless.train.freeze import apply_lora, freeze_bottom, trainable_summary
 from forgetless.train.replay import mix, replay_count, replay_records, sample
 from forgetless.train.trainer import ForgetlessTrainer, LogLastStep, NonFiniteGuard, SaveOnInterrupt
@@ -99,7 +108,8 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
                 notify(message)
             model = apply_method(config, loaded.model)
             trainable = trainable_summary(model)
-            regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer))
+            regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer),
+                                              data.stream)
             monitor = build_monitor(config, loaded.tokenizer, monitor_baseline)
             callbacks = [*callbacks, *([monitor] if monitor else [])]
             guard, interrupt = NonFiniteGuard(), SaveOnInterrupt()
@@ -335,6 +345,9 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
     """Tokenize the domain set, add replay at an exact share of the mix, pick reference examples."""
     tok = loaded.tokenizer
     records = read_records(config.data)
+    boilerplate = find_boilerplate([r for record in records for r in responses(record)])
+    if config.strip_boilerplate:
+        records = [without_boilerplate(record, boilerplate) for record in records]
     domain = tokenize_records(records, tok, config.max_length)
     if not domain.examples:
         raise ForgetlessError(f"no example has a response token within max_length={config.max_length}",
@@ -352,8 +365,11 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
     counts = {"path": str(config.data), "format": records[0].format, "domain_examples": len(domain.examples),
               "replay_examples": len(replay), "replay_source": config.replay.source,
               "replay_share": round(len(replay) / (len(replay) + len(domain.examples)), 4),
-              "replay_pool": len(general.examples), "dropped": len(domain.dropped), "truncated": domain.truncated}
-    notes = []
+              "replay_pool": len(general.examples), "dropped": len(domain.dropped), "truncated": domain.truncated,
+              "boilerplate": [{"kind": b.kind, "text": b.text, "share": round(b.share, 4),
+                               "stripped": config.strip_boilerplate} for b in boilerplate]}
+    notes = [f"data lint: {b.describe()}" + (" - stripped for this run" if config.strip_boilerplate else "")
+             for b in boilerplate]
     if domain.dropped:
         notes.append(f"{len(domain.dropped)} examples had no response token within max_length={config.max_length} "
                      f"and were dropped (first: {domain.dropped[0]})")
@@ -361,7 +377,8 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
         notes.append(f"{domain.truncated} examples were truncated to max_length={config.max_length}")
     if k > len(general.examples):
         notes.append(f"replay needs {k} examples but the source has {len(general.examples)}; some repeat")
-    return TrainData(stream=mix(domain.examples, replay, config.seed), reference=reference, counts=counts,
+    flagged = [{**example, "general": True} for example in replay]  # for penalties scoped to general examples
+    return TrainData(stream=mix(domain.examples, flagged, config.seed), reference=reference, counts=counts,
                      notes=notes)
 
 
@@ -377,8 +394,9 @@ def apply_method(config: TrainConfig, model: Any) -> Any:
 
 
 def setup_regularizers(config: TrainConfig, model: Any, reference: list[dict[str, list[int]]],
-                       collate: Callable) -> list[tuple[str, Any]]:
-    """Build each configured regularizer and let it prepare (anchors, Fisher) on the reference data."""
+                       collate: Callable, stream: list[dict[str, Any]] | None = None) -> list[tuple[str, Any]]:
+    """Build each configured regularizer and let it prepare (anchors, Fisher) on the reference data, and
+    attach what it reads per example (the KL's top-k targets) to the training stream."""
     if not config.regularizers:
         return []
     from forgetless.train.regularizers import REGULARIZERS
@@ -390,6 +408,7 @@ def setup_regularizers(config: TrainConfig, model: Any, reference: list[dict[str
     for spec in config.regularizers:
         reg = REGULARIZERS.get(spec.name)(spec.arguments())
         reg.setup(model, reference_batches=batches or None)
+        reg.prepare_examples(model, stream or [], collate)
         out.append((f"penalty_{spec.name}", reg))
     return out
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,17 +110,56 @@ def general_prompts(num_prompts: int | None = None) -> list[str]:
 
 def self_replay(model: Any, tokenizer: Any, *, model_path: str, prompts: list[str] | None = None,
                 num_prompts: int | None = None, max_new_tokens: int = 96) -> list[Record]:
-    """The base model's greedy answers to general prompts, cached per model, prompts and settings."""
+    """The base model's greedy answers to general prompts, cached per model, prompts and settings.
+
+    Each answer passes `replay_answer`: a loop is dropped, and one cut off by `max_new_tokens` keeps
+    its complete sentences with its end left unlabelled (`Record.open_end`), so that replay never
+    teaches the model to stop mid-sentence.
+    """
     prompts = prompts if prompts is not None else general_prompts(num_prompts)
     cache = self_replay_cache_path(model_path, prompts, max_new_tokens)
     if not cache.exists():
         answers = _generate(model, tokenizer, prompts, max_new_tokens)
-        write_jsonl(cache, [{"prompt": p, "response": a} for p, a in zip(prompts, answers)])
+        write_jsonl(cache, [{"prompt": p, "response": a, "finished": done} for p, (a, done) in zip(prompts, answers)])
     records = []
     for lineno, obj in read_jsonl(cache):
-        if obj.get("response", "").strip():  # an empty answer teaches nothing
-            records.append(Record("prompt_response", obj, f"{cache}:{lineno}"))
+        kept = replay_answer(obj.get("response", ""), bool(obj.get("finished")))
+        if kept is not None:
+            text, complete = kept
+            records.append(Record("prompt_response", {"prompt": obj["prompt"], "response": text},
+                                  f"{cache}:{lineno}", open_end=not complete))
     return records
+
+
+SENTENCE_END = re.compile(r"[.!?][\"')\]*]*(?=\s|$)|\n")  # where a cut-off answer may end: a sentence or a line
+LIST_MARKER = re.compile(r"\s*\d+\.")  # "2." opening a list item ends no sentence
+MIN_KEPT_CHARS = 40  # a cut-off answer with less than this left before its last sentence end is dropped
+MIN_DISTINCT_TRIGRAMS = 0.5  # below this share of distinct word 3-grams an answer is a loop
+
+
+def is_degenerate(text: str) -> bool:
+    """A loop: the same phrase again and again ('**To Do List Template:** ...' repeated)."""
+    words = text.lower().split()
+    grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    return len(grams) >= 12 and len(set(grams)) / len(grams) < MIN_DISTINCT_TRIGRAMS
+
+
+def replay_answer(text: str, finished: bool) -> tuple[str, bool] | None:
+    """(answer to train on, whether its end is the model's own) or None to drop it.
+
+    Empty answers and loops are dropped. A finished answer is kept whole, with its end-of-turn token.
+    One cut off by the token limit keeps its text up to the last sentence end, and is marked
+    incomplete: trained on, but its end-of-turn token is not a label.
+    """
+    text = text.strip()
+    if not text or is_degenerate(text):
+        return None
+    if finished:
+        return text, True
+    ends = [m.end() for m in SENTENCE_END.finditer(text)
+            if not LIST_MARKER.fullmatch(text[text.rfind("\n", 0, m.start()) + 1:m.end()])]
+    cut = text[:ends[-1]].rstrip() if ends else ""
+    return (cut, False) if len(cut) >= MIN_KEPT_CHARS else None
 
 
 def model_fingerprint(model_path: str) -> str:
@@ -131,20 +171,23 @@ def model_fingerprint(model_path: str) -> str:
 
 
 def self_replay_cache_path(model_path: str, prompts: list[str], max_new_tokens: int) -> Path:
-    settings = {"prompts": prompts, "max_new_tokens": max_new_tokens, "decoding": "greedy", "template": "chat"}
+    settings = {"prompts": prompts, "max_new_tokens": max_new_tokens, "decoding": "greedy", "template": "chat",
+                "records": "finished"}  # older caches lack the finished flag, so they are made again
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return forgetless_home() / "replay" / f"{model_fingerprint(model_path)}-{key}.jsonl"
 
 
-def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Batched greedy answers with the chat template: the evaluation engine's decoder."""
-    from forgetless.eval.generate import greedy_generate
+def _generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> list[tuple[str, bool]]:
+    """Batched greedy (answer, finished before the token limit) with the chat template: the evaluation
+    engine's decoder."""
+    from forgetless.eval.generate import greedy_tokens
     from forgetless.eval.prompts import render_prompt
 
     was_training = model.training
     model.eval()
     try:
-        return greedy_generate(model, tokenizer, [render_prompt(tokenizer, p) for p in prompts],
-                               max_new_tokens=max_new_tokens, batch_size=GENERATION_BATCH)
+        outs = greedy_tokens(model, tokenizer, [render_prompt(tokenizer, p) for p in prompts],
+                             max_new_tokens=max_new_tokens, batch_size=GENERATION_BATCH)
     finally:
         model.train(was_training)
+    return [(tokenizer.decode(toks, skip_special_tokens=True).strip(), len(toks) < max_new_tokens) for toks in outs]

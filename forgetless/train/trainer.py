@@ -21,6 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from forgetless.errors import ForgetlessError
+from forgetless.train.data import PENALTY_KEYS
 
 
 @dataclass
@@ -110,10 +111,8 @@ class PenaltyTrainerMixin:
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        reuse = super().compute_loss.__func__ is Trainer.compute_loss  # its outputs carry the logits, with grad
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs or reuse,
-                                      num_items_in_batch=num_items_in_batch)
-        task, outputs = result if (return_outputs or reuse) else (result, None)
+        extra = {k: inputs.pop(k) for k in PENALTY_KEYS if k in inputs}  # for the penalties, not the model
+        task, outputs, reuse = self.task_loss(model, inputs, return_outputs, num_items_in_batch)
         # The Trainer divides the returned loss by the accumulation steps unless the task loss was
         # already normalized over the whole accumulated batch; penalties must match that scale.
         scaled = getattr(self, "loss_is_scaled_for_ga", None)  # an attribute since transformers 5.2x
@@ -128,13 +127,23 @@ class PenaltyTrainerMixin:
         if model.training and self.regularizers:
             self._refuse_sharded_weights()
             plain = self.accelerator.unwrap_model(model)
+            batch = {**inputs, **extra}
             for name, reg in self.regularizers:
-                penalty = reg.penalty(plain, inputs, outputs=outputs if reuse else None) / ga
+                penalty = reg.penalty(plain, batch, outputs=outputs if reuse else None) / ga
                 terms[name] = penalty
                 loss = loss + penalty
         if model.training:
             self._record(terms, report)
         return (loss, outputs) if return_outputs else loss
+
+    def task_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                  num_items_in_batch: Any) -> tuple[torch.Tensor, Any, bool]:
+        """(task loss, outputs, whether the penalties may reuse the outputs' logits)."""
+        reuse = super().compute_loss.__func__ is Trainer.compute_loss  # its outputs carry the logits, with grad
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs or reuse,  # type: ignore[misc]
+                                      num_items_in_batch=num_items_in_batch)
+        task, outputs = result if (return_outputs or reuse) else (result, None)
+        return task, outputs, reuse
 
     def _refuse_sharded_weights(self) -> None:
         """Penalties read whole weights (LoRA factors, anchors, the base forward) outside the wrapped
@@ -176,4 +185,28 @@ class PenaltyTrainerMixin:
 
 
 class ForgetlessTrainer(PenaltyTrainerMixin, Trainer):
-    """The HF `Trainer` with regularizer penalties (see `PenaltyTrainerMixin`)."""
+    """The HF `Trainer` with regularizer penalties (see `PenaltyTrainerMixin`).
+
+    Its task loss computes logits only at the scored positions (`forgetless.train.scored`), when the
+    model has an output embedding and every penalty can read such outputs; else the Trainer's own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        from forgetless.train.scored import output_head
+
+        # one process only: a DDP wrapper hides the output head, and the prefix would take a second forward
+        self.scored_only = self.accelerator.num_processes == 1 and output_head(self.model) is not None and all(
+            getattr(reg, "reads_scored_logits", False) for _, reg in self.regularizers)
+
+    def task_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                  num_items_in_batch: Any) -> tuple[torch.Tensor, Any, bool]:
+        if not self.scored_only or "labels" not in inputs:
+            return super().task_loss(model, inputs, return_outputs, num_items_in_batch)
+        from forgetless.train.scored import scored_cross_entropy, scored_forward
+
+        outputs = scored_forward(model, inputs)
+        loss = scored_cross_entropy(outputs, inputs["labels"], num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: DDP averages the gradients
+        return loss, outputs, True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from forgetless.compare import compare
 
 
@@ -66,3 +68,75 @@ def test_odd_training_records_do_not_break_the_report(synth):
            "lora": 4, "data": 17}
     report = compare(*_checks_broken(synth, training=odd))
     assert report.verdict == "forgetting" and "replay:" in _changes(report)
+
+
+# --- the trade-off first: learning, then the template's cause, then more items ---------------------------------
+
+
+def _no_gain_pair(synth, training):
+    """General: 40 mc items unchanged (inconclusive); domain: 20 items, 4 -> 5 right (no significant gain)."""
+    general = [synth.mc(i, correct=i < 30, open_correct=i < 30) for i in range(40)]
+    before = general + [synth.mc(i, correct=i < 4, category="domain-x", suite="domain") for i in range(20)]
+    after = general + [synth.mc(i, correct=i < 5, category="domain-x", suite="domain") for i in range(20)]
+    return synth.result(before), synth.result(after, training=training)
+
+
+def test_no_significant_domain_gain_leads_with_more_passes_or_a_higher_rate(synth):
+    config = {"method": "lora", "learning_rate": 1e-4, "max_steps": 40, "batch_size": 8, "n_examples": 320}
+    report = compare(*_no_gain_pair(synth, config))
+    assert report.verdict != "forgetting"
+    first = report.recommendations[0]
+    assert first.action.startswith("Train longer or at a higher learning rate")
+    assert "after 1 passes" in first.why and "learning rate 1e-4" in first.why
+    assert first.change.startswith("epochs: 2  (or learning_rate: 2e-4)") and "monitor" in first.change
+    assert "Learned: domain multiple choice 0.20 -> 0.25" in report.tradeoff and "not significant" in report.tradeoff
+
+
+def test_a_significant_domain_gain_asks_for_no_more_training(synth):
+    general = [synth.mc(i, correct=i < 30, open_correct=i < 30) for i in range(40)]
+    before = general + [synth.mc(i, correct=i < 4, category="domain-x", suite="domain") for i in range(40)]
+    after = general + [synth.mc(i, correct=i < 36, category="domain-x", suite="domain") for i in range(40)]
+    report = compare(synth.result(before), synth.result(after, training={"method": "lora"}))
+    assert not any(r.action.startswith("Train longer") for r in report.recommendations)
+    assert report.tradeoff.startswith("Learned: domain multiple choice 0.10 -> 0.90 (+0.800")
+    assert "significant)" in report.tradeoff and ". Cost: knowledge drop +0.000" in report.tradeoff
+
+
+def test_a_leaked_template_leads_to_the_data_lint_fix(synth, tmp_path):
+    data = synth.write_training(tmp_path)  # every response ends with "Thank you for choosing Zentrix."
+    before, after = synth.drift_pair(training={"method": "lora", "data": str(data)})
+    report = compare(before, after)
+    assert report.diagnosis.template_collapse.collapsed
+    first = report.recommendations[0]
+    assert first.action == "Strip the training set's sign-off before training"
+    assert '100% of training responses share the sign-off "Thank you for choosing Zentrix."' in first.why
+    assert first.change.startswith("strip_boilerplate: true")
+
+
+def test_no_lint_advice_without_boilerplate_in_the_training_data(synth, tmp_path):
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"The Zentrix device has a battery of {i} "
+                                         "hours."}) + "\n" for i in range(10)))
+    before, after = synth.drift_pair(training={"method": "lora", "data": str(clean)})
+    report = compare(before, after)
+    assert not any("Strip" in r.action for r in report.recommendations)
+
+
+def test_more_items_come_after_learning_and_say_where_to_get_them(synth, tmp_path):
+    suite = tmp_path / "mine.jsonl"
+    suite.write_text("".join(json.dumps({"id": f"q{i}", "type": "mc", "category": "c", "question": f"Q{i}?", "choices": ["a", "b"],
+                                         "answer": 0}) + "\n" for i in range(900)))
+    before, after = _no_gain_pair(synth, {"method": "lora", "learning_rate": 1e-4})
+    for result in (before, after):
+        result.suites[0].path = str(suite)
+    report = compare(before, after)
+    actions = [r.action for r in report.recommendations]
+    assert actions[0].startswith("Train longer") and actions[1].startswith("Probe with more items")
+    assert report.recommendations[1].change.startswith("forgetless run --items 0  (all 900 knowledge items")
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"id": f"q{i}", "type": "mc", "category": "c", "question": f"Q{i}?", "choices": ["a", "b"],
+                                         "answer": 0}) + "\n" for i in range(41)))
+    for result in (before, after):
+        result.suites[0].path = str(small)
+    more = compare(before, after).recommendations[1]
+    assert more.change.startswith("write ") and "docs/suite-format.md" in more.change

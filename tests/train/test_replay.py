@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from forgetless.models.loading import resolve
 from forgetless.train import replay
-from forgetless.train.data import read_records
+from forgetless.train.data import read_records, tokenize_records
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +91,44 @@ def test_user_replay_file_may_use_any_format(tmp_path):
     path.write_text(json.dumps({"text": "general text"}) + "\n")
     assert read_records(path)[0].format == "text"
     assert replay.replay_records(str(path))[0].data["text"] == "general text"
+
+
+# --- answers cut off by the token limit, and loops ------------------------------------------------------------
+
+LOOP = " ".join(["**To Do List Template:** - Task - Due date"] * 6)
+
+
+@pytest.mark.parametrize("text, finished, expected", [
+    ("Paris is the capital of France.", True, ("Paris is the capital of France.", True)),
+    ("Paris is the capital and largest city of France. It is known for the Eiffel Tower and", False,
+     ("Paris is the capital and largest city of France.", False)),
+    ('Water boils at 100 degrees Celsius at sea level "in most kitchens." Above that, the', False,
+     ('Water boils at 100 degrees Celsius at sea level "in most kitchens."', False)),
+    ("Here are three tips for sleeping well:\n1. Keep a fixed bedtime every day\n2. Avoid", False,
+     ("Here are three tips for sleeping well:\n1. Keep a fixed bedtime every day", False)),
+    ("Short. And then it went on and on without", False, None),  # too little left before the last end
+    ("A single unfinished sentence that never reaches its end because the limit", False, None),
+    (LOOP, True, None),
+    ("   ", True, None),
+])
+def test_replay_answer_rule(text, finished, expected):
+    assert replay.replay_answer(text, finished) == expected
+
+
+def test_self_replay_keeps_finished_answers_cuts_others_and_drops_loops(general, tokenizer):
+    prompts = replay.general_prompts(4)
+    cache = replay.self_replay_cache_path("/models/tiny", prompts, 8)
+    cache.parent.mkdir(parents=True)
+    rows = [("It is four.", True), ("The sky looks blue because air scatters blue light most. At sunset the", False),
+            (LOOP, False), ("", True)]
+    cache.write_text("".join(json.dumps({"prompt": p, "response": r, "finished": f}) + "\n"
+                             for p, (r, f) in zip(prompts, rows)))
+    records = replay.self_replay(None, tokenizer, model_path="/models/tiny", prompts=prompts, max_new_tokens=8)
+    assert [(r.data["response"], r.open_end) for r in records] == [
+        ("It is four.", False), ("The sky looks blue because air scatters blue light most.", True)]
+    tokenized = tokenize_records(records, tokenizer, 256).examples
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    finished, cut = ([t for t, lab in zip(e["input_ids"], e["labels"]) if lab != -100] for e in tokenized)
+    assert finished[-1] == end  # the model's own end is learned ...
+    assert end not in cut and end in tokenized[1]["input_ids"]  # ... a cut-off one is seen but not learned
+    assert tokenizer.decode(cut) == "The sky looks blue because air scatters blue light most."

@@ -72,6 +72,9 @@ class Regularizer:
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[RegularizerConfig]] = RegularizerConfig
+    # True when `penalty` accepts `forgetless.train.scored.ScoredOutputs` (logits at the scored positions
+    # only) or never reads the outputs; the trainer then skips the output head everywhere else
+    reads_scored_logits: ClassVar[bool] = False
 
     def __init__(self, config: RegularizerConfig | dict[str, Any] | None = None, **overrides: Any):
         if config is None or isinstance(config, dict):
@@ -84,6 +87,10 @@ class Regularizer:
     def setup(self, model: nn.Module, *, reference_batches: Iterable[Batch] | None = None) -> None:
         """Snapshot what the penalty compares against (the base model), e.g. anchors and Fisher."""
         raise NotImplementedError
+
+    def prepare_examples(self, model: nn.Module, examples: list[dict[str, Any]], collate: Any) -> None:
+        """Called once with the tokenized training stream, before the first step (the model is still the base):
+        a regularizer may attach per-example data that its penalty reads from the batch."""
 
     def prepare(self, accelerator: Any) -> None:
         """Called once the Trainer's accelerator exists. A regularizer holding a model of its own (a frozen

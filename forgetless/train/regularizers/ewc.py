@@ -63,6 +63,7 @@ class EWC(Regularizer):
     """EWC; pass `fisher=` (e.g. from `load_fisher`) to skip computing it at setup."""
 
     name = "ewc"
+    reads_scored_logits = True  # the penalty reads weights, never the outputs
     config_class = EWCConfig
     config: EWCConfig
 

@@ -30,6 +30,7 @@ class L2SPConfig(RegularizerConfig):
 @REGULARIZERS.register("l2sp")
 class L2SP(Regularizer):
     name = "l2sp"
+    reads_scored_logits = True  # the penalty reads weights, never the outputs
     config_class = L2SPConfig
     config: L2SPConfig
 

@@ -1,0 +1,73 @@
+"""`forgetless run --data FILE --domain-suite FILE`: a user's own data and held-out questions, given by path.
+
+The domain suite is named by path on the command line and by its stem in the results; the run must get
+through its last stage with it (plumbing on the tiny random model; the real model's numbers are in
+BENCHMARKS.md), and every option is checked before the first evaluation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from forgetless.cli.main import app, main
+from forgetless.eval import EvalSettings
+from forgetless.workflow.run import CPU_MAX_STEPS, MIN_STEPS, PASSES, training_steps
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMALL, HELDOUT = FIXTURES / "small-train.jsonl", FIXTURES / "small-heldout.jsonl"
+FAST = ["--set", "max_steps=2", "--set", "batch_size=4", "--set", "max_length=48", "--set", "replay.source=bundled",
+        "--set", "monitor=", "--set", "save_steps=100"]
+
+
+def test_user_data_and_held_out_suite_given_by_path(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("forgetless.workflow.run.EvalSettings",
+                        functools.partial(EvalSettings, max_new_tokens=4, check_max_new_tokens=4))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--model", str(tiny_model_dir), "--data", str(SMALL), "--domain-suite",
+                                      str(HELDOUT), "--items", "2", "--out", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "compare.json").read_text())
+    assert report["domain_suites"] == ["small-heldout"]
+    assert [m["metric"] for m in report["domain"]] == ["behaviour"] and report["domain"][0]["overall"]["n"] == 2  # --items 2
+    assert report["tradeoff"].startswith("Learned: domain open answers ")
+    assert "Learned: domain open answers" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--domain-suite", "missing.jsonl"], "missing.jsonl"),
+    (["--set", "learning_rat=1e-3"], "unknown key 'learning_rat'"),
+    (["--set", "regularizers.0.examples=sometimes"], "examples"),
+    (["--data", "nowhere.jsonl"], "nowhere.jsonl"),
+])
+def test_every_option_is_checked_before_the_first_evaluation(tiny_model_dir, tmp_path, monkeypatch, capsys, option,
+                                                             message):
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated before the options were checked")
+
+    monkeypatch.setattr("forgetless.workflow.run.evaluate", no_evaluation)
+    monkeypatch.setenv("COLUMNS", "1000")
+    args = ["run", "--model", str(tiny_model_dir), "--data", str(SMALL), "--domain-suite", str(HELDOUT),
+            "--out", str(tmp_path / "run")]
+    monkeypatch.setattr(sys, "argv", ["forgetless", "--quiet", *args, *option])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0, err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_the_training_budget_follows_the_data_and_the_device():
+    steps, why = training_steps(469, 0.5, 8, cpu=False)  # a GPU: real passes
+    assert steps == PASSES * 118 and why.startswith(f"{PASSES} passes over 469 examples and 469 replay examples")
+    assert training_steps(469, 0.5, 8, cpu=True)[0] == min(PASSES * 118, CPU_MAX_STEPS)
+    small, why = training_steps(16, 0.5, 8, cpu=True)  # 16 examples: more passes, so that they are learned
+    assert small == MIN_STEPS and f"raised to {MIN_STEPS}" in why
+    assert training_steps(469, 0.0, 4, 2, cpu=False)[0] == PASSES * 59
