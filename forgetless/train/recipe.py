@@ -15,6 +15,7 @@ The run folder holds everything the result depends on:
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -359,12 +360,14 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
         general = tokenize_records(replay_records(rc.source, model=loaded.model, tokenizer=tok, model_path=loaded.path,
                                                   num_prompts=rc.num_prompts, max_new_tokens=rc.max_new_tokens),
                                    tok, config.max_length)
-    replay = sample(general.examples, k, config.seed)
+    passes = stream_passes(config, len(domain.examples) + k)
+    replay = sample(general.examples, k * passes, config.seed)  # fresh replay examples in every pass, while they last
     reference = sample(general.examples, min(config.replay.reference_examples, len(general.examples)),
                        config.seed + 1)
     counts = {"path": str(config.data), "format": records[0].format, "domain_examples": len(domain.examples),
-              "replay_examples": len(replay), "replay_source": config.replay.source,
-              "replay_share": round(len(replay) / (len(replay) + len(domain.examples)), 4),
+              "replay_examples": k, "replay_source": config.replay.source,
+              "replay_share": round(k / (k + len(domain.examples)), 4) if k else 0.0,
+              "passes_built": passes, "replay_drawn": len(replay),
               "replay_pool": len(general.examples), "dropped": len(domain.dropped), "truncated": domain.truncated,
               "boilerplate": [{"kind": b.kind, "text": b.text, "share": round(b.share, 4),
                                "stripped": config.strip_boilerplate} for b in boilerplate]}
@@ -375,11 +378,23 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
                      f"and were dropped (first: {domain.dropped[0]})")
     if domain.truncated:
         notes.append(f"{domain.truncated} examples were truncated to max_length={config.max_length}")
-    if k > len(general.examples):
-        notes.append(f"replay needs {k} examples but the source has {len(general.examples)}; some repeat")
+    if len(replay) > len(general.examples):
+        notes.append(f"replay needs {len(replay)} examples ({k} in each of {passes} passes) but the source has "
+                     f"{len(general.examples)}; some repeat")
     flagged = [{**example, "general": True} for example in replay]  # for penalties scoped to general examples
-    return TrainData(stream=mix(domain.examples, flagged, config.seed), reference=reference, counts=counts,
-                     notes=notes)
+    stream = [e for p in range(passes) for e in mix(domain.examples, flagged[p * k:(p + 1) * k], config.seed + p)]
+    return TrainData(stream=stream, reference=reference, counts=counts, notes=notes)
+
+
+def stream_passes(config: TrainConfig, mix_size: int) -> int:
+    """Passes over the mix that `max_steps` needs (1 without it: the Trainer repeats the data for `epochs`).
+
+    Built into the stream, each pass is shuffled on its own and draws replay examples of its own from the
+    source: a small data set trained for many passes rehearses many general examples, not the same few again.
+    """
+    if not config.max_steps or not mix_size:
+        return 1
+    return max(1, math.ceil(config.max_steps * config.batch_size * config.gradient_accumulation_steps / mix_size))
 
 
 def apply_method(config: TrainConfig, model: Any) -> Any:
@@ -408,7 +423,8 @@ def setup_regularizers(config: TrainConfig, model: Any, reference: list[dict[str
     for spec in config.regularizers:
         reg = REGULARIZERS.get(spec.name)(spec.arguments())
         reg.setup(model, reference_batches=batches or None)
-        reg.prepare_examples(model, stream or [], collate)
+        if hasattr(reg, "prepare_examples"):  # a registered factory need not subclass Regularizer
+            reg.prepare_examples(model, stream or [], collate)
         out.append((f"penalty_{spec.name}", reg))
     return out
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from forgetless.train.fisher import scored_positions
+from forgetless.train.data import IGNORE_INDEX
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ScoredOutputs:
     """A forward's logits at the scored positions only: `logits` (N, V) are `full_logits[:, :-1][where]`."""
 
     logits: Tensor  # (N, V), in the row-major order of `where`
-    where: Tensor  # (B, T-1) bool: position t predicts the scored label t+1
+    where: Tensor  # (B, T-1) bool: position t predicts a label t+1 (labels != -100, as transformers' loss counts)
 
 
 def output_head(model: nn.Module) -> nn.Module | None:
@@ -103,7 +103,7 @@ def scored_forward(model: nn.Module, batch: dict[str, Tensor]) -> ScoredOutputs:
     ids = batch["input_ids"]
     mask = batch.get("attention_mask")
     mask = torch.ones_like(ids) if mask is None else mask
-    where = scored_positions(batch["labels"], mask)
+    where = batch["labels"][:, 1:] != IGNORE_INDEX  # every label, as transformers' loss and the Trainer count
     n = shared_prefix(ids, mask, where) if len(ids) > 1 and not _checkpointing(model) else 0
     cache = _prefix_cache(model, ids[:1, :n], len(ids)) if n >= MIN_SHARED_PREFIX else None
     if cache is None:

@@ -51,8 +51,8 @@ def test_kl_gets_the_same_gradient_when_the_trainer_returns_no_logits(build_lora
         plain = lora_gradients(ForgetlessTrainer, model, batch, regs, tmp_path)
         other = lora_gradients(NoLogitsWithPenalties, model, batch, regs, tmp_path)
         task_only = lora_gradients(NoLogitsWithPenalties, model, batch, [], tmp_path)
-    for name in plain:
-        torch.testing.assert_close(other[name], plain[name])
+    for name in plain:  # the plain Trainer's logits come from the scored-position head: float32 sums differ a little
+        torch.testing.assert_close(other[name], plain[name], rtol=1e-4, atol=1e-4 * float(plain[name].abs().max()))
     assert any(not torch.allclose(plain[n], task_only[n]) for n in plain)  # the KL term did contribute
 
 

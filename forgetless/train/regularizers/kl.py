@@ -170,8 +170,8 @@ class KLToBase(Regularizer):
                                   hint="train with forgetless (its recipe attaches them), or set top_k: 0")
         rows = general_rows(batch) if self.config.examples == "general" else torch.ones(
             batch["input_ids"].shape[0], dtype=torch.bool, device=logits.device)
-        if scored is None:  # full logits (B, T, V): the scored positions of the rows in scope
-            scored = kl_positions(batch, "labels")[0]
+        if scored is None:  # full logits (B, T, V): the labelled positions of the rows in scope, as the targets
+            scored = batch["labels"][:, 1:] != -100
             chosen = logits[:, :-1][scored & rows[:, None]]
         else:
             chosen = logits[rows[:, None].expand_as(scored)[scored]]
@@ -213,8 +213,9 @@ class KLToBase(Regularizer):
                 logits, scored = logits[rows[:, None].expand_as(scored)[scored]], scored[rows]
             else:
                 logits = logits[rows]
-        if scored is not None:  # positions "labels": `scored` is exactly kl_positions' mask
-            return self.config.weight * mean_kl(self.base_logits(model, batch, scored=True), logits, None)
+        if scored is not None:  # positions "labels": kl_positions' mask is `scored` less labels predicted from padding
+            pick = kl_positions(batch, "labels")[0][scored]  # (N,) over the scored logits
+            return self.config.weight * mean_kl(self.base_logits(model, batch, scored=True)[pick], logits[pick], None)
         where, shifted = kl_positions(batch, self.config.positions)
         base = self.base_logits(model, batch)
         if shifted:
