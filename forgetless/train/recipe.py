@@ -64,6 +64,7 @@ class TrainData:
     reference: list[dict[str, list[int]]]
     counts: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    in_order: bool = False  # the stream holds its passes, each shuffled: the trainer reads it in order
 
 
 @dataclass
@@ -118,7 +119,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
                 model=model, args=training_arguments(config, run_dir, progress=progress),
                 train_dataset=ExampleDataset(data.stream), data_collator=collator_for(loaded.tokenizer),
                 processing_class=loaded.tokenizer, callbacks=[interrupt, guard, LogLastStep(), *callbacks],
-                regularizers=regularizers, guard=guard)
+                regularizers=regularizers, guard=guard, in_order=data.in_order)
             if not progress:
                 trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
             checkpoint = last_checkpoint(run_dir) if resume else None
@@ -383,7 +384,7 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
                      f"{len(general.examples)}; some repeat")
     flagged = [{**example, "general": True} for example in replay]  # for penalties scoped to general examples
     stream = [e for p in range(passes) for e in mix(domain.examples, flagged[p * k:(p + 1) * k], config.seed + p)]
-    return TrainData(stream=stream, reference=reference, counts=counts, notes=notes)
+    return TrainData(stream=stream, reference=reference, counts=counts, notes=notes, in_order=passes > 1)
 
 
 def stream_passes(config: TrainConfig, mix_size: int) -> int:

@@ -191,13 +191,20 @@ class ForgetlessTrainer(PenaltyTrainerMixin, Trainer):
     model has an output embedding and every penalty can read such outputs; else the Trainer's own.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, in_order: bool = False, **kwargs: Any):
+        """`in_order`: the training stream is already shuffled pass by pass (`recipe.build_data`); read it so."""
         super().__init__(*args, **kwargs)
         from forgetless.train.scored import output_head
 
+        self.in_order = in_order
         # one process only: a DDP wrapper hides the output head, and the prefix would take a second forward
         self.scored_only = self.accelerator.num_processes == 1 and output_head(self.model) is not None and all(
             getattr(reg, "reads_scored_logits", False) for _, reg in self.regularizers)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.in_order:
+            return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+        return super()._get_train_sampler(train_dataset)
 
     def task_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
                   num_items_in_batch: Any) -> tuple[torch.Tensor, Any, bool]:
