@@ -71,3 +71,21 @@ def test_the_training_budget_follows_the_data_and_the_device():
     small, why = training_steps(16, 0.5, 8, cpu=True)  # 16 examples: more passes, so that they are learned
     assert small == MIN_STEPS and f"raised to {MIN_STEPS}" in why
     assert training_steps(469, 0.0, 4, 2, cpu=False)[0] == PASSES * 59
+
+
+def test_a_multi_pass_budget_rehearses_new_replay_examples_in_each_pass(tiny_model_dir):
+    from forgetless.models import load_model
+    from forgetless.train.config import validate_config
+    from forgetless.train.recipe import build_data
+
+    config = validate_config({"model": str(tiny_model_dir), "data": str(SMALL), "max_steps": 12, "batch_size": 4,
+                              "replay": {"fraction": 0.25, "source": "bundled"}})
+    data = build_data(config, load_model(str(tiny_model_dir)))
+    assert data.in_order and data.counts["passes_built"] == 3  # 12 steps x 4 over a mix of 16 + 5
+    assert data.counts["replay_examples"] == 5 and data.counts["replay_drawn"] == 15
+    passes = [data.stream[i * 21:(i + 1) * 21] for i in range(3)]
+    replayed = [{tuple(e["input_ids"]) for e in p if e.get("general")} for p in passes]
+    assert all(len(r) == 5 for r in replayed) and not (replayed[0] & replayed[1] | replayed[1] & replayed[2])
+    domain = [sorted(tuple(e["input_ids"]) for e in p if not e.get("general")) for p in passes]
+    assert domain[0] == domain[1] == domain[2] and len(domain[0]) == 16  # each pass: every example once
+    assert [e["input_ids"] for e in passes[0]] != [e["input_ids"] for e in passes[1]]  # shuffled pass by pass
