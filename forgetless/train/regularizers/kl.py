@@ -38,7 +38,7 @@ from forgetless.errors import ForgetlessError
 from forgetless.train.fisher import scored_positions
 from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig
 from forgetless.train.regularizers.lora import adapters_disabled, has_adapters
-from forgetless.train.scored import ScoredOutputs, scored_forward
+from forgetless.train.scored import ScoredOutputs, labelled_positions, rows_of, scored_forward
 
 
 class KLConfig(RegularizerConfig):
@@ -171,10 +171,10 @@ class KLToBase(Regularizer):
         rows = general_rows(batch) if self.config.examples == "general" else torch.ones(
             batch["input_ids"].shape[0], dtype=torch.bool, device=logits.device)
         if scored is None:  # full logits (B, T, V): the labelled positions of the rows in scope, as the targets
-            scored = batch["labels"][:, 1:] != -100
+            scored = labelled_positions(batch["labels"])
             chosen = logits[:, :-1][scored & rows[:, None]]
         else:
-            chosen = logits[rows[:, None].expand_as(scored)[scored]]
+            chosen = logits[rows_of(scored, rows)]
         ids, logp = batch["kl_ids"], batch["kl_logp"]
         if chosen.shape[0] != ids.shape[0]:
             raise ForgetlessError(f"kl top_k: {ids.shape[0]} precomputed positions for {chosen.shape[0]} scored ones",
@@ -210,7 +210,7 @@ class KLToBase(Regularizer):
                 return logits.sum() * 0.0
             batch = {k: v[rows] for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
             if scored is not None:
-                logits, scored = logits[rows[:, None].expand_as(scored)[scored]], scored[rows]
+                logits, scored = logits[rows_of(scored, rows)], scored[rows]
             else:
                 logits = logits[rows]
         if scored is not None:  # positions "labels": kl_positions' mask is `scored` less labels predicted from padding
