@@ -95,7 +95,9 @@ def test_lora_quadratic_value_and_gradient_equal_autograd(weighted, path):
     expected.backward()
     assert torch.allclose(value, expected, rtol=1e-5)
     for got, t in zip(fused, tensors):
-        assert torch.allclose(got, t.grad, rtol=1e-5, atol=1e-6)
+        # float32 rounding follows the size of the terms summed, not of their (possibly cancelling)
+        # sum: an element near 0 in a gradient of size 40 carries errors of about 40 * eps
+        assert torch.allclose(got, t.grad, rtol=1e-5, atol=1e-6 * max(1.0, t.grad.abs().max().item()))
 
 
 def test_ewc_and_l2sp_gradients_on_a_lora_model_equal_autograd(build_lora, path):
