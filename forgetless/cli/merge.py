@@ -77,14 +77,14 @@ def _cell(value: float | None, ci: tuple[float, float] | list[float] | None = No
 def print_sweep(result: SweepResult) -> None:
     table = Table(title=f"Sweep ({result.kind}; budget {result.budget:g} on the upper {result.confidence:.0%} CI end)")
     for column in ("alpha", "domain acc", "domain gain [CI]", "knowledge drop [CI]", "behaviour drop [CI]",
-                   "worst upper", "within budget", "seconds"):
+                   "checklist drop [CI]", "worst upper", "within budget", "seconds"):
         table.add_column(column, justify="right")
     for r in result.rows:
         mark = "[green]yes[/]" if r.within_budget else "[red]no[/]"
         style = "bold" if r.alpha == result.chosen else None
         table.add_row(f"{r.alpha:g}", _cell(r.domain_acc, signed=False), _cell(r.domain_gain, r.domain_gain_ci),
                       _cell(r.knowledge_drop, r.knowledge_ci), _cell(r.behaviour_drop, r.behaviour_ci),
-                      _cell(r.general_drop_high), "base" if r.alpha == 0 else mark, f"{r.eval_seconds:.1f}",
+                      _cell(r.checklist_drop, r.checklist_ci), _cell(r.general_drop_high), "base" if r.alpha == 0 else mark, f"{r.eval_seconds:.1f}",
                       style=style)
     console.print(table)
     head = (f"[bold green]chosen alpha: {result.chosen:g}[/]" if result.chosen is not None
@@ -110,9 +110,8 @@ def sweep_command(
     budget: float = typer.Option(0.02, "--budget", min=0.0, help="Largest tolerated general drop (accuracy units)."),
     suite: list[str] = typer.Option(["general"], "--suite", "-s", help="General suite (name or JSONL); repeatable."),
     domain_suite: str = typer.Option("domain", "--domain-suite", help="Suite of the new skill (name or JSONL file)."),
-    metric: str = typer.Option("both", "--metric", help="General drop judged on: both, knowledge or behaviour."),
-    first_fit: bool = typer.Option(False, "--first-fit", help="Try alphas from the largest down; stop at the first "
-                                                              "inside the budget (fewer evaluations)."),
+    metric: str = typer.Option("all", "--metric", help="General drop judged on: all, knowledge, behaviour or "
+                                                        "checklist."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for sweep.json and the chosen model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier sweep or merge output folder."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Items per forward pass (scores do not depend on it)."),
@@ -126,8 +125,10 @@ def sweep_command(
 ) -> None:
     """Evaluate (1 - alpha) * base + alpha * tuned for several alphas and choose the best one inside a budget.
 
-    The chosen alpha has the largest domain gain among those whose general drop (paired, upper CI
-    end, the worse of knowledge and behaviour) is at most --budget; none when no alpha > 0 fits.
+    The alphas are tested from the smallest up, each against the base as `forgetless compare` would
+    report it; the first whose general drop (upper CI end, the worst of knowledge, behaviour and
+    checklist) exceeds --budget ends the sequence. Of those before it, the one with the largest
+    domain gain is chosen; none when the smallest alpha > 0 already exceeds the budget.
 
     Examples:
       forgetless sweep --tuned runs/demo --out recovered/
@@ -143,7 +144,7 @@ def sweep_command(
     settings = EvalSettings(batch_size=batch_size, open_ended=open_ended, max_new_tokens=max_new_tokens)
     result = run_with_progress(sweep, base, tuned, alphas=grid, budget=budget, general_suites=general,
                                domain_suite=domain, general_metric=metric, settings=settings, confidence=confidence,
-                               seed=seed, out=out, overwrite=overwrite, device=device, dtype=dtype, first_fit=first_fit)
+                               seed=seed, out=out, overwrite=overwrite, device=device, dtype=dtype)
     remember("sweep", model=tuned, config={k: v for k, v in result.to_dict().items() if k not in SWEEP_METRICS},
              metrics=sweep_metrics(result), paths={"out": out, "sweep": out / "sweep.json" if out else None})
     if as_json:

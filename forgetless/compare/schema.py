@@ -155,6 +155,9 @@ class ModelSide(BaseModel):
     training: dict[str, Any] | None = None
 
 
+DOMAIN_HEADLINE = ("behaviour", "knowledge", "checklist")
+
+
 class ForgettingReport(BaseModel):
     """Everything `forgetless compare` says about one before/after pair."""
 
@@ -187,6 +190,11 @@ class ForgettingReport(BaseModel):
     def metric(self, name: str) -> MetricReport | None:
         """The non-domain metric called `name`, or None if no item measured it."""
         return next((m for m in self.metrics if m.metric == name), None)
+
+    def domain_metric(self) -> MetricReport | None:
+        """The domain measure a gain is quoted on (`DOMAIN_HEADLINE` order): what the model says where it
+        was asked openly, else multiple choice, else the checklist; None without a domain suite."""
+        return next((m for name in DOMAIN_HEADLINE for m in self.domain if m.metric == name), None)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1) + "\n"

@@ -1,19 +1,20 @@
 """`sweep`: evaluate theta(alpha) for several alphas and pick the best one inside a forgetting budget.
 
-For each alpha (alpha = 0 is the base model and is evaluated once):
+Every row is a view of `compare(alpha 0, alpha)` (`forgetless.compare`): the same outcomes, drops,
+intervals and verdicts the report gives for that pair, so the sweep never certifies on numbers the
+report would not show.
 
-    general drop   paired, per item, against alpha = 0 on the general suites, on
-                   knowledge (mc log-likelihood `correct`) and
-                   behaviour (mc `open_correct` + gen/check `correct`);
-                   general_drop_high = the larger of the two upper ends of the paired CI
-    domain gain    paired mean accuracy difference against alpha = 0 on the domain suite
-                   (mc `correct` + gen/check `correct`), with its CI
+    general drop   per measure (knowledge, behaviour, checklist, as `compare` defines them) on the
+                   general suites; general_drop_high = the largest upper CI end of the measures judged
+    domain gain    the domain suite's headline measure (`ForgettingReport.domain_metric`): open
+                   answers where asked, else multiple choice, with its CI
 
-Selection rule (`choose_alpha`): among alphas > 0 with general_drop_high <= budget, the largest
-domain gain; None when no alpha > 0 fits. Judging the upper CI end means a small suite that
-cannot rule out a large drop does not pass. With `first_fit` the alphas are tried from the largest
-down and the first inside the budget is taken, unevaluated smaller ones included: the domain gain
-grows with alpha, so this is the grid's choice at fewer evaluations (the gain's noise aside).
+Selection rule (`choose_alpha`), a fixed-sequence test: the alphas are tested from the smallest up,
+and the first one whose general_drop_high exceeds the budget stops the sequence; among the alphas
+before it, the one with the largest domain gain. Testing in a fixed order keeps the chance that any
+certified alpha truly exceeds the budget at the level of one test (2.5% for a 95% interval),
+however many alphas are tried; stopping at the first pass from the top would add a chance of error
+for every alpha tried. Alphas after the first failure are not evaluated.
 
 The tuned model is loaded once; its weights are set in place for each alpha and restored after.
 Results already at hand (`known`, e.g. `forgetless run`'s before/after evaluations for alpha 0 and
@@ -29,20 +30,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-import numpy as np
-
+from forgetless.compare import compare
 from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalResult, EvalSettings, evaluate
 from forgetless.eval.evaluate import Progress
-from forgetless.eval.results import ItemResult
 from forgetless.io import atomic_write_json
 from forgetless.merge.saving import Pair, check_alpha, load_pair, prepare_out, require_base, save_merged
 from forgetless.models.loading import LoadedModel
-from forgetless.stats import summarize_drop
 from forgetless.suites import Suite, load_suite
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-GeneralMetric = Literal["both", "knowledge", "behaviour"]
+MEASURES = ("knowledge", "behaviour", "checklist")  # the general measures a budget can be judged on
+GeneralMetric = Literal["all", "knowledge", "behaviour", "checklist"]
 SWEEP_FILE = "sweep.json"
 
 
@@ -60,11 +59,15 @@ class SweepRow:
     behaviour_acc: float | None = None
     behaviour_drop: float | None = None
     behaviour_ci: tuple[float, float] | None = None
+    checklist_acc: float | None = None
+    checklist_drop: float | None = None
+    checklist_ci: tuple[float, float] | None = None
+    verdict: str | None = None  # compare's overall verdict for (alpha 0, alpha), at threshold = budget
     general_drop_high: float | None = None  # the budget is judged on this: worst upper CI end
     within_budget: bool = False
     eval_seconds: float = 0.0  # set weights + evaluate
     set_seconds: float = 0.0  # set weights alone
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # DropStats.to_dict() per measure
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # compare's Comparison per measure
 
 
 @dataclass
@@ -89,7 +92,6 @@ class SweepResult:
     versions: dict[str, str | None]
     load_seconds: float
     total_seconds: float
-    first_fit: bool = False  # alphas below the chosen one were not evaluated
     saved: str | None = None
     evals: dict[float, EvalResult] = field(default_factory=dict, repr=False)
 
@@ -116,13 +118,24 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def certified(rows: Sequence[SweepRow], budget: float) -> list[SweepRow]:
+    """The fixed sequence: rows with alpha > 0 from the smallest alpha up, until the first whose
+    general_drop_high is missing or above the budget (that one and all after it are not certified)."""
+    out = []
+    for r in sorted((r for r in rows if r.alpha > 0), key=lambda r: r.alpha):
+        if r.general_drop_high is None or r.general_drop_high > budget:
+            break
+        out.append(r)
+    return out
+
+
 def choose_alpha(rows: Sequence[SweepRow], budget: float) -> float | None:
-    """The alpha > 0 with the largest domain gain among those with general_drop_high <= budget.
+    """Among the certified alphas (`certified`), the one with the largest domain gain.
 
     Ties go to the smaller general_drop_high, then the smaller alpha. Without a domain suite
-    (all gains None) the largest alpha that fits is chosen. None when no alpha > 0 fits.
+    (all gains None) the largest certified alpha is chosen. None when no alpha > 0 is certified.
     """
-    fits = [r for r in rows if r.alpha > 0 and r.general_drop_high is not None and r.general_drop_high <= budget]
+    fits = certified(rows, budget)
     if not fits:
         return None
     if all(r.domain_gain is None for r in fits):
@@ -132,60 +145,33 @@ def choose_alpha(rows: Sequence[SweepRow], budget: float) -> float | None:
     return best.alpha
 
 
-def knowledge_outcomes(items: Sequence[ItemResult]) -> dict[str, bool]:
-    """mc log-likelihood correctness, keyed suite/id."""
-    return {it.key: bool(it.correct) for it in items if it.type == "mc"}
-
-
-def behaviour_outcomes(items: Sequence[ItemResult]) -> dict[str, bool]:
-    """What the model says: mc open-ended twins (when asked) plus gen and check items."""
-    out = {f"{it.key}#open": bool(it.open_correct) for it in items if it.type == "mc" and it.open_correct is not None}
-    out.update({it.key: bool(it.correct) for it in items if it.type in ("gen", "check")})
-    return out
-
-
-def domain_outcomes(items: Sequence[ItemResult]) -> dict[str, bool]:
-    """mc correct plus gen/check correct."""
-    return {it.key: bool(it.correct) for it in items if it.type in ("mc", "gen", "check")}
-
-
-def paired(base: dict[str, bool], other: dict[str, bool]) -> tuple[np.ndarray, np.ndarray]:
-    """Two aligned 0/1 arrays in the base's key order."""
-    keys = list(base)
-    return np.array([base[k] for k in keys], dtype=float), np.array([other[k] for k in keys], dtype=float)
-
-
-def _in_suites(result: EvalResult, names: set[str]) -> list[ItemResult]:
-    return [it for it in result.items if it.suite in names]
-
-
-def compare_to_base(alpha: float, base: EvalResult, result: EvalResult, *, general: set[str], domain: str | None,
-                    budget: float, metric: GeneralMetric, rng: np.random.Generator, confidence: float) -> SweepRow:
-    """One row: paired general drops (knowledge, behaviour) and domain gain of `result` against `base`."""
-    row = SweepRow(alpha=alpha)
-    measures: dict[str, Callable[[Sequence[ItemResult]], dict[str, bool]]] = {
-        "knowledge": knowledge_outcomes, "behaviour": behaviour_outcomes}
+def compare_to_base(alpha: float, base: EvalResult, result: EvalResult, *, domain: str | None, budget: float,
+                    metric: GeneralMetric, confidence: float, seed: int) -> SweepRow:
+    """One row, read off `compare(base, result)` at threshold = budget: its general drops with their
+    intervals, its verdict and the domain gain it reports."""
+    report = compare(base, result, threshold=budget, confidence=confidence, seed=seed,
+                     domain_suites=[domain] if domain else [])
+    row = SweepRow(alpha=alpha, verdict=report.verdict)
     highs = []
-    for name, outcomes in measures.items():
-        before = outcomes(_in_suites(base, general))
-        if not before:
+    for name in MEASURES:
+        m = report.metric(name)
+        if m is None:
             continue
-        s = summarize_drop(*paired(before, outcomes(_in_suites(result, general))), rng=rng, confidence=confidence)
-        setattr(row, f"{name}_acc", s.acc_after)
-        setattr(row, f"{name}_drop", s.drop)
-        setattr(row, f"{name}_ci", (s.ci_low, s.ci_high))
-        row.stats[name] = s.to_dict()
-        if metric in ("both", name):
-            highs.append(s.ci_high)
+        o = m.overall
+        setattr(row, f"{name}_acc", o.after)
+        setattr(row, f"{name}_drop", o.drop)
+        setattr(row, f"{name}_ci", (o.ci_low, o.ci_high))
+        row.stats[name] = o.model_dump()
+        if metric in ("all", name):
+            highs.append(o.ci_high)
     if highs:
         row.general_drop_high = max(highs)
         row.within_budget = row.general_drop_high <= budget
-    if domain is not None:
-        before = domain_outcomes(_in_suites(base, {domain}))
-        s = summarize_drop(*paired(before, domain_outcomes(_in_suites(result, {domain}))), rng=rng,
-                           confidence=confidence)
-        row.domain_acc, row.domain_gain, row.domain_gain_ci = s.acc_after, 0.0 - s.drop, (0.0 - s.ci_high, 0.0 - s.ci_low)
-        row.stats["domain"] = s.to_dict()
+    gain = report.domain_metric()
+    if gain is not None:
+        o = gain.overall
+        row.domain_acc, row.domain_gain, row.domain_gain_ci = o.after, 0.0 - o.drop, (0.0 - o.ci_high, 0.0 - o.ci_low)
+        row.stats["domain"] = o.model_dump()
     return row
 
 
@@ -208,16 +194,19 @@ def resolve_suites(general_suites: Sequence[str | Suite], domain_suite: str | Su
     return general, domain
 
 
-def _reason(chosen: float | None, rows: list[SweepRow], budget: float, first_fit: bool = False) -> str:
+def _reason(chosen: float | None, rows: list[SweepRow], budget: float) -> str:
+    stopped = next((r for r in sorted(rows, key=lambda r: r.alpha) if r.alpha > 0 and not r.within_budget), None)
+    order = (f"; alphas tested from the smallest up, stopped at {stopped.alpha:g} (upper CI end "
+             f"{stopped.general_drop_high if stopped.general_drop_high is not None else float('nan'):.3f})"
+             if stopped is not None else "")
     if chosen is None:
-        return (f"no alpha > 0 keeps the general drop's upper CI end within the budget of {budget:g}; "
+        return (f"no alpha > 0 keeps the general drop's upper CI end within the budget of {budget:g}{order}; "
                 "keep the base model, or retrain with a stronger regularizer")
     row = next(r for r in rows if r.alpha == chosen)
-    gain = "" if row.domain_gain is None or first_fit else f" and the largest domain gain ({row.domain_gain:+.3f})"
-    how = " (the largest alpha inside it, tried from the top down)" if first_fit else ""
+    gain = "" if row.domain_gain is None else f" and the largest domain gain ({row.domain_gain:+.3f})"
     note = "" if row.domain_gain is None or row.domain_gain > 0 else "; note that it does not improve the domain"
     return (f"alpha {chosen:g} has general drop <= {row.general_drop_high:.3f} (upper CI end) <= {budget:g}"
-            f"{how}{gain}{note}")
+            f"{gain}{note}{order}")
 
 
 def _stage(alpha: float, progress: Progress | None) -> Progress | None:
@@ -273,23 +262,23 @@ def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settin
 
 def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
           budget: float = 0.02, general_suites: Sequence[str | Suite] = ("general",),
-          domain_suite: str | Suite | None = "domain", general_metric: GeneralMetric = "both",
+          domain_suite: str | Suite | None = "domain", general_metric: GeneralMetric = "all",
           settings: EvalSettings | None = None, confidence: float = 0.95, seed: int = 0,
           out: str | Path | None = None, overwrite: bool = False, device: str | None = None,
           dtype: str | None = None, progress: Progress | None = None,
-          known: Mapping[float, EvalResult] | None = None, first_fit: bool = False) -> SweepResult:
+          known: Mapping[float, EvalResult] | None = None) -> SweepResult:
     """Evaluate theta(alpha) = (1 - alpha) theta_0 + alpha theta_ft per alpha; choose by `choose_alpha`.
 
     `tuned` may be a run folder, a model folder or a model in memory (changed in place during the
     sweep and restored to alpha = 1 after). With `out`, the chosen model is saved there (as by
     `merge`) together with sweep.json. `known`: results already computed with these settings for
     some alphas (typically {0: base evaluation, 1: tuned evaluation}), used instead of evaluating.
-    `first_fit`: try the alphas from the largest down, stop at the first inside the budget.
+    The alphas are evaluated from the smallest up and the first outside the budget ends the sweep.
     """
     if not (budget >= 0 and math.isfinite(budget)):
         raise ForgetlessError(f"budget must be a non-negative accuracy drop, got {budget}", hint="e.g. 0.02")
-    if general_metric not in ("both", "knowledge", "behaviour"):
-        raise ForgetlessError(f"unknown general metric '{general_metric}'", hint="use both, knowledge or behaviour")
+    if general_metric not in ("all", *MEASURES):
+        raise ForgetlessError(f"unknown general metric '{general_metric}'", hint="use all, " + ", ".join(MEASURES))
     grid = _alphas(alphas)
     general, domain = resolve_suites(general_suites, domain_suite)
     if out is not None:
@@ -303,18 +292,15 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
     reference: EvalResult | None = None  # alpha 0, always evaluated first: every row is paired against it
 
     def judge(alpha: float, result: EvalResult) -> bool:
-        """One row, its bootstrap seeded by (seed, alpha): a row does not depend on the other alphas swept."""
+        """One row against alpha 0 (always evaluated first); True ends the sequence."""
         nonlocal reference
         if reference is None:
             reference = result
-        rng = np.random.default_rng([seed, round(alpha * 1_000_000)])
-        judged[alpha] = compare_to_base(alpha, reference, result, general={s.name for s in general},
-                                        domain=domain.name if domain else None, budget=budget,
-                                        metric=general_metric, rng=rng, confidence=confidence)
-        return first_fit and alpha > 0 and judged[alpha].within_budget
+        judged[alpha] = compare_to_base(alpha, reference, result, domain=domain.name if domain else None,
+                                        budget=budget, metric=general_metric, confidence=confidence, seed=seed)
+        return alpha > 0 and not judged[alpha].within_budget
 
-    order = [0.0, *sorted(grid[1:], reverse=True)] if first_fit else grid
-    evals, seconds = evaluate_alphas(pair, order, [*general, *([domain] if domain else [])], settings or EvalSettings(),
+    evals, seconds = evaluate_alphas(pair, grid, [*general, *([domain] if domain else [])], settings or EvalSettings(),
                                      progress, known, stop=judge)
     rows = [judged[a] for a in grid if a in judged]
     for row in rows:
@@ -322,12 +308,12 @@ def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: S
     chosen = choose_alpha(rows, budget)
     first = evals[0.0]
     result = SweepResult(
-        rows=rows, chosen=chosen, reason=_reason(chosen, rows, budget, first_fit), budget=budget,
+        rows=rows, chosen=chosen, reason=_reason(chosen, rows, budget), budget=budget,
         general_metric=general_metric, confidence=confidence, seed=seed, kind=pair.kind, base=pair.base, tuned=pair.tuned,
         trained=len(pair.interpolator.names), general_suites=[s.name for s in general],
         domain_suite=domain.name if domain else None, settings=first.settings,
         suites=[s.model_dump() for s in first.suites], versions=first.versions, load_seconds=round(load_seconds, 3),
-        total_seconds=0.0, first_fit=first_fit, evals=evals)
+        total_seconds=0.0, evals=evals)
     result.total_seconds = round(time.perf_counter() - started, 3)
     if out is not None:
         write_out(result, pair, Path(out), overwrite)

@@ -110,7 +110,7 @@ class StrategyRow(BaseModel):
     def from_comparison(cls, name: str, report: ForgettingReport, **fields: Any) -> StrategyRow:
         """Numbers from a strategy's `ForgettingReport`; `fields` (curve, command, config, ...) add to them."""
         know, beh, chk, text = (report.metric(n) for n in ("knowledge", "behaviour", "checklist", "text"))
-        domain = report.domain[0] if report.domain else None
+        domain = report.domain_metric()
         copies = report.diagnosis.template_collapse if report.diagnosis else None
         values: dict[str, Any] = {
             "name": name, "verdict": report.verdict,

@@ -32,7 +32,7 @@ from forgetless.models.loading import LoadedModel
 from forgetless.suites import Suite
 from forgetless.train.data import read_records
 from forgetless.train.replay import replay_count
-from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, GENERAL, workflow_suites
+from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, sweep_suites, workflow_suites
 
 Progress = Callable[[str, int, int], None]
 
@@ -217,9 +217,9 @@ def recover(options: RunOptions, tuned: LoadedModel, suites: list[Suite], has_do
     the base and the tuned model, already evaluated (`known`): reused, not evaluated again.
     Writes OUT/sweep.json and, only when an alpha fits, the chosen model to OUT/recovered/.
     """
-    general = suites[:len(GENERAL)]  # workflow_suites order: the general suites, then the domain suite
+    general, domain = sweep_suites(suites, suites[-1].name if has_domain else None)
     result = sweep(options.model, tuned, alphas=options.alphas, budget=options.budget or 0.0,
-                   general_suites=general, domain_suite=suites[len(GENERAL)] if has_domain else None,
+                   general_suites=general, domain_suite=domain,
                    settings=settings, out=out / "recovered", progress=progress, known=known)
     result.save(out / SWEEP_FILE)
     if result.chosen is None:  # sweep left only its sweep.json there: no model, so no folder

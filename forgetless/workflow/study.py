@@ -37,7 +37,7 @@ from forgetless.models import load_model
 from forgetless.workflow.suites import (
     BUNDLED_DATA,
     BUNDLED_DOMAIN_SUITE,
-    GENERAL,
+    sweep_suites,
     workflow_suites,
 )
 
@@ -222,7 +222,7 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
     """Interpolation recovery of the aggressive full fine-tune. Returns (report Sweep, sweep dict, row, note).
 
     alpha 0 and 1 are the base and the aggressive model: their evaluations are reused, not repeated.
-    The alphas are tried from the top down and the first inside the budget is taken (`first_fit`)."""
+    The alphas are tested from the smallest up; the first outside the budget ends the sequence."""
     try:
         from forgetless.merge import sweep
         from forgetless.merge.sweep import reuse
@@ -230,13 +230,11 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
         return None, None, None, f"recovery skipped: forgetless.merge.sweep is not importable ({e})"
     from forgetless.report import StrategyRow, Sweep
 
-    # text-only suites (drift) give the sweep nothing to judge: they are not evaluated again
-    general = [s for s in suites if s.name in GENERAL and any(it.type != "text" for it in s)]
-    dom = next((s for s in suites if s.name == domain), None)
+    general, dom = sweep_suites(suites, domain)
     try:
         result = sweep(base, str(tuned_dir), alphas=options.alphas or (0.5,), budget=options.budget,
                        general_suites=general, domain_suite=dom, settings=settings, seed=options.seed,
-                       progress=_stage("recovery", progress), known={0.0: before, 1.0: after}, first_fit=True)
+                       progress=_stage("recovery", progress), known={0.0: before, 1.0: after})
     except ForgetlessError as e:
         return None, None, None, f"recovery failed: {e}"
     report_sweep = Sweep.from_sweep(result, "aggressive full fine-tune interpolated towards the base")

@@ -25,3 +25,10 @@ def subset(suite: Suite, per_type: int | None) -> Suite:
 def workflow_suites(domain_suite: str | None, per_type: int | None) -> list[Suite]:
     names = [*GENERAL, *([domain_suite] if domain_suite else [])]
     return [subset(load_suite(name), per_type) for name in names]
+
+
+def sweep_suites(suites: list[Suite], domain: str | None) -> tuple[list[Suite], Suite | None]:
+    """The suites a recovery sweep evaluates at each alpha: the general ones that hold items it judges
+    (text-only drift suites give it nothing, so they are not evaluated again), and the domain suite."""
+    general = [s for s in suites if s.name != domain and any(it.type != "text" for it in s)]
+    return general, next((s for s in suites if s.name == domain), None)
