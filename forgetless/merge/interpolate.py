@@ -201,11 +201,13 @@ class WeightInterpolator(Interpolator):
 
 
 class LoraScaler(Interpolator):
-    """PEFT LoRA: sets every LoRA layer's scaling to alpha * lora_alpha / r (alpha * its trained scaling).
+    """PEFT LoRA: sets every LoRA layer's scaling to alpha times the scaling it was trained with.
 
-    PEFT's own `set_scale` does the arithmetic, the same arithmetic PEFT applies when it loads an
-    adapter whose lora_alpha is alpha times larger; so a saved scaled adapter reproduces this bit
-    for bit. alpha = 0 adds exactly zero (the adapter-disabled model), alpha = 1 is unchanged.
+    The trained scaling is PEFT's rule for each layer, with its own rank and lora_alpha (per-module
+    patterns included): lora_alpha / r, or lora_alpha / sqrt(r) for rsLoRA. An adapter saved with
+    lora_alpha multiplied by alpha loads with the same scaling, so `merge` writes the model the sweep
+    measured. alpha = 0 adds exactly zero (the adapter-disabled model), alpha = 1 restores the
+    trained scaling.
     """
 
     kind = "lora"
@@ -223,14 +225,21 @@ class LoraScaler(Interpolator):
         if not self.layers:
             raise ForgetlessError(f"adapter '{self.adapter}' has no LoRA layers")
         self.names = list(self.layers)
+        self.trained = {name: trained_scaling(layer, self.adapter) for name, layer in self.layers.items()}
 
     def set_alpha(self, alpha: Alpha) -> None:
         for name, layer in self.layers.items():
-            layer.set_scale(self.adapter, alpha_for(alpha, name))
+            layer.scaling[self.adapter] = alpha_for(alpha, name) * self.trained[name]
 
     def lora_alphas(self, alpha: Alpha) -> dict[str, float]:
         """Per module: the lora_alpha a saved adapter needs for theta(alpha), alpha(name) * lora_alpha."""
         return {name: alpha_for(alpha, name) * layer.lora_alpha[self.adapter] for name, layer in self.layers.items()}
+
+
+def trained_scaling(layer: Any, adapter: str) -> float:
+    """The scaling PEFT gives a LoRA layer when it builds it: lora_alpha / r, or lora_alpha / sqrt(r) (rsLoRA)."""
+    r = layer.r[adapter]
+    return layer.lora_alpha[adapter] / (math.sqrt(r) if layer.use_rslora.get(adapter, False) else r)
 
 
 def check_scalable(config: Any) -> None:

@@ -110,3 +110,35 @@ def test_bare_adapter_folder_needs_and_takes_a_base(lora_run, tiny_model_dir):
     assert pair.tuned == str((lora_run / "adapter").resolve())
     with pytest.raises(ForgetlessError, match="--base"):
         load_pair(None, str(lora_run / "adapter"), device="cpu")
+
+
+def test_rslora_is_scaled_as_it_was_trained_and_saved_as_measured(tiny_model_dir, tmp_path):
+    """rsLoRA scales by lora_alpha / sqrt(r): alpha 0.5 must halve that update, and an adapter saved with
+    lora_alpha * 0.5 must load as the same model."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, use_rslora=True, target_modules=["q_proj", "v_proj"]))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    scaler = LoraScaler(model)
+    assert all(v == 8 / 2 for v in scaler.trained.values())  # 8 / sqrt(4), not 8 / 4
+    halved = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in halved.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.5)
+    scaler.set_alpha(0.5)
+    torch.testing.assert_close(_logits(model), _logits(halved), rtol=1e-5, atol=1e-5)
+    model.save_pretrained(tmp_path / "a")  # as merge writes a scaled adapter: lora_alpha per module, times alpha
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "a",
+                                         config=LoraConfig(r=4, lora_alpha=8, use_rslora=True,
+                                                           target_modules=["q_proj", "v_proj"],
+                                                           alpha_pattern=scaler.lora_alphas(0.5)))
+    torch.testing.assert_close(_logits(reloaded), _logits(halved), rtol=1e-5, atol=1e-5)
+    scaler.set_alpha(1.0)
+    assert all(layer.scaling["default"] == 4.0 for layer in scaler.layers.values())
