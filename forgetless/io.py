@@ -9,10 +9,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterator
 
 from forgetless.errors import ForgetlessError
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def resolve_data_path(spec: str | Path) -> Path:
+    """A user path, or `builtin:<relative path>` for a file shipped in `forgetless/data/`."""
+    spec = str(spec)
+    if spec.startswith(BUILTIN_PREFIX):
+        return Path(str(files("forgetless") / "data" / spec[len(BUILTIN_PREFIX):]))
+    return Path(spec).expanduser()
 
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a JSONL record larger than this is a mistake, not data
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from forgetless.compare.collapse import training_responses
+from forgetless.io import resolve_data_path
 from forgetless.lint import find_boilerplate, sentences, strip_boilerplate
-from forgetless.train.data import resolve_data_path
 
 
 def write(tmp_path, name, responses):

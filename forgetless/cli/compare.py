@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from enum import Enum
 from pathlib import Path
 
@@ -12,24 +10,13 @@ import typer
 from forgetless.cli.console import console, info
 from forgetless.cli.main import app
 from forgetless.compare import ForgettingReport, compare
-from forgetless.compare.render import render_markdown, render_text, text_string
+from forgetless.compare.render import render_text, text_string
 from forgetless.errors import ForgetlessError
 from forgetless.eval.results import EvalResult
 from forgetless.io import atomic_write_text, check_output_path
+from forgetless.report import render_html, render_markdown
 
-
-def _html_renderer():
-    """`forgetless.report.render_html`, when that module exists."""
-    try:
-        if importlib.util.find_spec("forgetless.report") is None:
-            return None
-        return getattr(importlib.import_module("forgetless.report"), "render_html", None)
-    except ImportError:  # a half-installed optional renderer must not break every command
-        return None
-
-
-Format = Enum("Format", {name: name for name in ["text", "md", "json"] + (["html"] if _html_renderer() else [])},
-              type=str)
+Format = Enum("Format", {name: name for name in ("text", "md", "json", "html")}, type=str)
 
 
 def _render(report: ForgettingReport, fmt: str) -> str:
@@ -38,7 +25,7 @@ def _render(report: ForgettingReport, fmt: str) -> str:
     if fmt == "json":
         return report.to_json()
     if fmt == "html":
-        return _html_renderer()(report)
+        return render_html(report)
     return text_string(report)
 
 

@@ -8,8 +8,16 @@ from typing import Any
 
 import typer
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
+from forgetless.cli.console import (
+    console,
+    info,
+    print_json,
+    quiet_libraries,
+    remember,
+    run_with_progress,
+)
 from forgetless.cli.main import app
+from forgetless.compare.render import COLOURS
 
 demo_app = typer.Typer(name="demo", no_args_is_help=False, rich_markup_mode="rich")
 app.add_typer(demo_app, name="demo")
@@ -44,7 +52,7 @@ def study_table(rows: list[Any], recommended: str | None) -> Any:
     for r in rows:
         chk, copies = _shift(r.checklist_before, r.checklist_after), _shift(r.template_copy_before, r.template_copy_after)
         name = f"[bold green]{r.name} *[/]" if r.name == recommended else r.name
-        colour = {"forgetting": "red", "no_forgetting": "green", "inconclusive": "yellow"}.get(r.verdict or "", "white")
+        colour = COLOURS.get(r.verdict or "", "white")
         table.add_row(name, _pts(r.domain_gain), _pts(r.knowledge_drop), _pts(r.behaviour_drop), chk, copies,
                       "-" if r.kl is None else f"{r.kl:.3f}", f"[{colour}]{r.verdict or '-'}[/]")
     return table

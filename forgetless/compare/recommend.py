@@ -16,7 +16,7 @@ from typing import Any
 from forgetless.compare.schema import Diagnosis, MetricReport, Recommendation, Verdict
 from forgetless.lint import Boilerplate
 from forgetless.stats import paired_sample_size
-from forgetless.train.presets import (
+from forgetless.training_rules import (
     DEFAULT_LR,
     FEW_EXAMPLES,
     MANY_EPOCHS,

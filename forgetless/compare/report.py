@@ -56,7 +56,7 @@ def _domain_suites(pairs: list[Pair], chosen: Sequence[str] | None) -> set[str]:
 def _training_source(after: EvalResult, training_data: str | Path | None,
                      warnings: list[str]) -> tuple[Path | None, int | None]:
     """The training JSONL to check replies against, and its number of responses (None if unavailable)."""
-    from forgetless.train.data import resolve_data_path
+    from forgetless.io import resolve_data_path
 
     if training_data is not None:
         path = resolve_data_path(training_data)

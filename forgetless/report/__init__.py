@@ -5,7 +5,7 @@
     paths = write_report("out/", ReportData(title=..., strategies=[...], sweep=...))
 """
 
-from forgetless.report.html import render_html, write_report
+from forgetless.report.html import render_html
 from forgetless.report.markdown import render_markdown
 from forgetless.report.model import (
                                      CategoryScore,
@@ -18,6 +18,7 @@ from forgetless.report.model import (
                                      Sweep,
                                      SweepRow,
 )
+from forgetless.report.write import write_report
 
 __all__ = ["CategoryScore", "CurvePoint", "Estimate", "ReportData", "Reproduce", "Sample", "StrategyRow", "Sweep",
            "SweepRow", "render_html", "render_markdown", "write_report"]

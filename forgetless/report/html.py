@@ -15,8 +15,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from forgetless.compare.diagnosis import CELL_LABELS, KNOWS_SAYS_CELLS
+from forgetless.compare.render import WORDS
 from forgetless.compare.schema import Comparison, ForgettingReport, MetricReport
-from forgetless.io import atomic_write_text
 from forgetless.report import charts
 from forgetless.report.fmt import (
     delta,
@@ -35,7 +35,6 @@ from forgetless.report.fmt import (
 )
 from forgetless.report.model import Estimate, ReportData, StrategyRow, question_text
 
-WORDS = {"forgetting": "forgetting", "no_forgetting": "no forgetting", "inconclusive": "inconclusive"}
 ICONS = {"forgetting": "✕", "no_forgetting": "✓", "inconclusive": "?"}  # the verdict never relies on colour alone
 
 
@@ -178,17 +177,3 @@ def render_html(data: ReportData | ForgettingReport) -> str:
     if isinstance(data, ForgettingReport):
         data = ReportData.from_comparison(data)
     return environment().get_template("template.html").render(**build_context(data))
-
-
-def write_report(out_dir: str | Path, data: ReportData | ForgettingReport) -> dict[str, Path]:
-    """Write report.html, report.md and report.json into `out_dir` (each atomically); returns their paths."""
-    from forgetless.report.markdown import render_markdown
-
-    if isinstance(data, ForgettingReport):
-        data = ReportData.from_comparison(data)
-    out = Path(out_dir)
-    paths = {"html": out / "report.html", "md": out / "report.md", "json": out / "report.json"}
-    atomic_write_text(paths["html"], render_html(data))
-    atomic_write_text(paths["md"], render_markdown(data))
-    atomic_write_text(paths["json"], data.to_json())
-    return paths

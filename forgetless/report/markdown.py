@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from forgetless.compare.diagnosis import CELL_LABELS, KNOWS_SAYS_CELLS
+from forgetless.compare.render import WORDS
 from forgetless.compare.schema import ForgettingReport, MetricReport
 from forgetless.report.fmt import (
     delta,
@@ -21,7 +22,7 @@ from forgetless.report.fmt import (
     score,
     seconds,
 )
-from forgetless.report.html import WORDS, key_numbers, metric_rows
+from forgetless.report.html import key_numbers, metric_rows
 from forgetless.report.model import ReportData, question_text
 
 REPLY_CHARS = 160

@@ -17,14 +17,13 @@ and the labelled tokens are exactly the answer plus the end-of-turn token.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
 from forgetless.errors import ForgetlessError
-from forgetless.io import read_jsonl
+from forgetless.io import read_jsonl, resolve_data_path
 from forgetless.lint import Boilerplate, strip_boilerplate
 from forgetless.registry import did_you_mean
 
@@ -36,7 +35,6 @@ FORMATS = {"messages": ("messages",), "prompt_response": ("prompt", "response"),
 METADATA_KEYS = {"id", "meta", "metadata", "source", "category", "tags"}  # carried along, never trained on
 ROLES = {"system", "user", "assistant"}
 END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "</s>")
-BUILTIN_PREFIX = "builtin:"
 
 
 @dataclass
@@ -56,14 +54,6 @@ class Tokenized:
     examples: list[dict[str, list[int]]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # file:line of examples with no response left
     truncated: int = 0
-
-
-def resolve_data_path(spec: str | Path) -> Path:
-    """A user path, or `builtin:<relative path>` for a file shipped in `forgetless/data/`."""
-    spec = str(spec)
-    if spec.startswith(BUILTIN_PREFIX):
-        return Path(str(files("forgetless") / "data" / spec[len(BUILTIN_PREFIX):]))
-    return Path(spec).expanduser()
 
 
 # --- reading and checking -----------------------------------------------------------------------

@@ -27,11 +27,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 from forgetless.errors import ForgetlessError
 from forgetless.home import forgetless_home
-from forgetless.io import read_jsonl, write_jsonl
-from forgetless.train.data import Record, read_records, resolve_data_path
+from forgetless.io import read_jsonl, resolve_data_path, write_jsonl
+from forgetless.train.data import Record, read_records
 
 T = TypeVar("T")
 GENERATION_BATCH = 16

@@ -8,7 +8,8 @@ import json
 from rich.console import Console
 
 from forgetless.compare import compare
-from forgetless.compare.render import render_markdown, render_text
+from forgetless.compare.render import render_text
+from forgetless.report import render_markdown
 
 
 def _report(synth, tmp_path):
@@ -27,12 +28,13 @@ def test_text_rendering_shows_tables_verdicts_and_diagnosis(synth, tmp_path):
 
 
 def test_markdown_rendering(synth, tmp_path):
+    """One Markdown renderer for a comparison: the report's (`forgetless compare --format md` uses it too)."""
     md = render_markdown(_report(synth, tmp_path))
     assert md.startswith("# Forgetting report")
-    assert "| **overall** | 40 | 0.725 | 0.100 | +0.625 |" in md
+    assert "| **overall** | 40 | 72.5% | 10.0% | +62.5 pp | [+43.5, +77.5] |" in md
     assert "## Diagnosis" in md and "**behavioural drift with knowledge intact**" in md
     assert "| knows but doesn't say | 0 | 17 | +17 |" in md
-    assert "## Examples of lost items" in md and "## Recommendations" in md
+    assert "## Sample answers" in md and "## Recommendation" in md
 
 
 def test_json_has_sample_replies_for_lost_items(synth, tmp_path):

@@ -9,8 +9,14 @@ import torch
 from transformers import AutoTokenizer
 
 from forgetless.errors import ForgetlessError
+from forgetless.io import resolve_data_path
 from forgetless.models.loading import resolve
-from forgetless.train.data import IGNORE_INDEX, PadCollator, read_records, resolve_data_path, tokenize_records
+from forgetless.train.data import (
+    IGNORE_INDEX,
+    PadCollator,
+    read_records,
+    tokenize_records,
+)
 
 
 @pytest.fixture(scope="module")
