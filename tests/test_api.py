@@ -9,7 +9,12 @@ import forgetless
 
 @pytest.mark.parametrize("name", [n for n in forgetless.__all__ if n != "__version__"])
 def test_public_names_resolve(name):
-    assert getattr(forgetless, name) is not None
+    """Each name is the very object its module defines, and a function or a class."""
+    import importlib
+
+    value = getattr(forgetless, name)
+    assert value is getattr(importlib.import_module(forgetless._API[name]), name)
+    assert callable(value) and value.__name__ == name
 
 
 def test_api_functions_are_the_module_functions():

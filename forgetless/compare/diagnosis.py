@@ -35,6 +35,12 @@ LABELS = {
     "text_drift": "distribution drift (general text became less likely), answers intact",
     "inconclusive": "inconclusive: the suites are too small or too noisy to tell",
 }
+# when the measures a label calls intact only show no significant drop (their verdict is inconclusive)
+NOT_RULED_OUT = {
+    "behavioural_drift": "behavioural drift; knowledge shows no significant drop, but a loss is not ruled out",
+    "text_drift": "distribution drift (general text became less likely); answers show no significant drop, but a "
+                  "loss is not ruled out",
+}
 
 
 def _cell(knows: bool, says: bool) -> str:
@@ -85,6 +91,9 @@ def diagnose(metrics: list[MetricReport], overall: str, table: KnowsSays | None,
     else:
         kind = "none" if overall == "no_forgetting" else "inconclusive"
     label = LABELS[kind]
+    intact = {"behavioural_drift": ("knowledge",), "text_drift": ("knowledge", "behaviour", "checklist")}.get(kind, ())
+    if any(by[m].overall.verdict != "no_forgetting" for m in intact if m in by):
+        label = NOT_RULED_OUT[kind]
     if kind == "behavioural_drift" and "knowledge" not in by:
         label = "behavioural drift (knowledge not measured: no multiple-choice items)"
     details = [_line(m) for m in metrics]

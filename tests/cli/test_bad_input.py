@@ -425,10 +425,6 @@ def _in_process(monkeypatch, capsys, argv: list[str]) -> tuple[int | None, str]:
     return exit_info.value.code, capsys.readouterr().err
 
 
-def test_matrix_is_big_enough():
-    assert len(CASES) >= 30
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_error_line(name, tmp_path, request, monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "1000")

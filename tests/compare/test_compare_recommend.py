@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from forgetless.compare import compare
 
@@ -140,3 +141,45 @@ def test_more_items_come_after_learning_and_say_where_to_get_them(synth, tmp_pat
         result.suites[0].path = str(small)
     more = compare(before, after).recommendations[1]
     assert more.change.startswith("write ") and "docs/suite-format.md" in more.change
+
+
+# --- every change a recommendation prints is one the tools accept ----------------------------------------------
+
+
+def _accepted(change: str) -> None:
+    """A printed command parses with the CLI; a config change validates as `--set` overrides."""
+    import shlex
+
+    import typer
+
+    from forgetless.cli.main import app
+    from forgetless.train.config import load_config
+
+    text = change.split("  (")[0]  # what follows in parentheses explains, it is not typed
+    if text.startswith("forgetless "):
+        group = typer.main.get_command(app)
+        name, *args = shlex.split(text)[1:]
+        command = group.get_command(group.make_context("forgetless", [name, *args]), name)
+        assert command is not None, f"no command {name}"
+        command.make_context(name, args)  # raises click's usage error on an unknown option or a missing value
+        return
+    if re.match(r"[a-z_][\w.]*: ", text):  # config keys; anything else is advice in words
+        load_config("examples/lora-replay-ewc.yaml", [part.replace(": ", "=", 1) for part in text.split("  and  ")])
+
+
+def test_every_printed_change_parses(synth, tmp_path):
+    data = synth.write_training(tmp_path)
+    reports = [
+        compare(*_checks_broken(synth, training={"method": "lora", "learning_rate": 2e-4})),
+        compare(*_checks_broken(synth, training={"method": "lora", "replay": {"fraction": 0.1}})),
+        compare(*synth.drift_pair(training={"method": "full", "learning_rate": 3e-4, "epochs": 8, "data": str(data)})),
+        compare(*synth.drift_pair(training={"method": "lora", "data": str(data)})),
+        compare(synth.result([synth.mc(i, correct=i < 35) for i in range(40)]),
+                synth.result([synth.mc(i, correct=i < 10) for i in range(40)], training={"method": "lora", "lora": {"r": 32}})),
+        compare(*_no_gain_pair(synth, {"method": "lora", "learning_rate": 1e-4, "max_steps": 40, "batch_size": 8,
+                                       "n_examples": 320})),
+    ]
+    changes = {r.change for report in reports for r in report.recommendations}
+    assert any(c.startswith("forgetless sweep") for c in changes) and any("strip_boilerplate" in c for c in changes)
+    for change in sorted(changes):
+        _accepted(change)

@@ -151,3 +151,14 @@ def test_bad_threshold_is_a_user_error(synth):
 
     with pytest.raises(ForgetlessError, match="threshold"):
         compare(*_identical(synth, 10), threshold=-0.1)
+
+
+def test_knowledge_is_called_intact_only_when_a_drop_is_ruled_out(synth):
+    """Behaviour collapses on 20 items; knowledge does not move, but 20 items cannot rule out a drop of 0.05."""
+    before = [synth.mc(i, correct=i < 10, open_correct=True) for i in range(20)]
+    after = [synth.mc(i, correct=i < 10, open_correct=False) for i in range(20)]
+    report = compare(synth.result(before), synth.result(after))
+    assert report.metric("knowledge").overall.verdict == "inconclusive"
+    assert report.diagnosis.kind == "behavioural_drift"
+    assert "intact" not in report.diagnosis.label and "not ruled out" in report.diagnosis.label
+    assert "intact" not in report.headline

@@ -3,7 +3,7 @@
 Aggressive full fine-tuning (lr 3e-4, 40 steps, no replay) on the bundled fictional domain: the
 model learns the domain, keeps its multiple-choice knowledge within what 60 items can tell, and
 its open replies collapse into the domain's answer template. `compare` must call that behavioural
-drift with knowledge intact, never "no forgetting" (measured here: 98% of general replies copied
+drift (kind behavioural_drift), never "no forgetting" (measured here: 98% of general replies copied
 the training phrasing after, 0% before; checklist 1.00 -> 0.51).
 """
 
