@@ -3,14 +3,22 @@
 A multiple-choice item is asked twice (scored by log-likelihood, and answered openly); both read the
 same context, so its forward pass runs once. Contexts are left-padded, with explicit position ids,
 so a padded batch computes what each prompt alone would.
+
+This holds for caches whose every layer is a plain growing key/value store (full attention: Llama,
+Qwen, Phi-3, OLMo 2, SmolLM2...). Sliding-window layers (Gemma 2/3, Mistral) and other kinds keep
+more state than keys and values, and mask against it; for such a model (`reuses_cache` is False)
+the callers take the exact path instead: one plain forward per context and choice, and
+`model.generate` per prompt. Slower, never a wrong number.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 MIN_SHARED_PREFIX = 4  # below this, a separate forward for the prefix costs more than it saves
@@ -18,6 +26,41 @@ MIN_SHARED_PREFIX = 4  # below this, a separate forward for the prefix costs mor
 # The KV cache's name, as a forward argument and an output field: transformers renamed it from
 # `past_key_values` to `cache` during 5.x (5.17 has the old name, 5.24 the new one); both work here.
 CACHE = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
+
+
+_REUSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> reuses_cache(model)
+
+
+def is_plain_cache(cache: Any) -> bool:
+    """Every layer only grows keys and values (no window, no other state): snapshots, gathers and a
+    shared prefix repeated over rows are then exact."""
+    return cache is not None and all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+
+
+@torch.no_grad()
+def reuses_cache(model: Any) -> bool:
+    """Whether this engine's cache reuse is exact for `model`, found once by the cache a one-token forward
+    returns (the cache's layers, not the config, say how each layer attends)."""
+    if model not in _REUSES:
+        token = torch.zeros((1, 1), dtype=torch.long, device=next(model.parameters()).device)
+        _REUSES[model] = is_plain_cache(getattr(model(input_ids=token, use_cache=True), CACHE, None))
+    return _REUSES[model]
+
+
+@torch.no_grad()
+def generate_exact(model: Any, rows: Sequence[Sequence[int]], *, max_new_tokens: int, eos_ids: Sequence[int],
+                   pad_id: int) -> list[list[int]]:
+    """Greedy tokens after each row by `model.generate`, one row at a time (no padding), eos excluded."""
+    device, stop = next(model.parameters()).device, set(eos_ids)
+    out = []
+    for row in rows:
+        ids = torch.tensor([list(row)], dtype=torch.long, device=device)
+        new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, eos_token_id=list(eos_ids), pad_token_id=pad_id)[0, ids.shape[1]:]
+        tokens = new.tolist()
+        end = next((i for i, t in enumerate(tokens) if t in stop), len(tokens))
+        out.append(tokens[:end])
+    return out
 
 
 @dataclass

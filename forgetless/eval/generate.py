@@ -11,7 +11,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from forgetless.eval.decode import eos_ids_of, greedy_decode, pad_id_of, prefill
+from forgetless.eval.decode import (
+    eos_ids_of,
+    generate_exact,
+    greedy_decode,
+    pad_id_of,
+    prefill,
+    reuses_cache,
+)
 from forgetless.eval.prompts import encode
 
 
@@ -28,11 +35,14 @@ def greedy_tokens(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new
     tokens = [encode(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: (-len(tokens[i]), i))
     replies: list[list[int]] = [[] for _ in prompts]
+    fast = reuses_cache(model)
     for b in range(0, len(order), batch_size):
         idx = order[b: b + batch_size]
+        rows = [tokens[i] for i in idx]
+        decode = dict(max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id)
         with torch.no_grad():
-            pre = prefill(model, [tokens[i] for i in idx], pad_id)
-            outs = greedy_decode(model, pre, max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id)
+            outs = (greedy_decode(model, prefill(model, rows, pad_id), **decode) if fast
+                    else generate_exact(model, rows, **decode))
         for i, toks in zip(idx, outs):
             replies[i] = toks
         if on_batch:

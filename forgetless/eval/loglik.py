@@ -15,7 +15,16 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from forgetless.eval.decode import CACHE, Prefill, eos_ids_of, greedy_decode, pad_id_of, prefill
+from forgetless.eval.decode import (
+    CACHE,
+    Prefill,
+    eos_ids_of,
+    generate_exact,
+    greedy_decode,
+    pad_id_of,
+    prefill,
+    reuses_cache,
+)
 from forgetless.eval.prompts import continuation_text, encode
 
 
@@ -79,15 +88,18 @@ def answer_and_score(model: Any, tokenizer: Any, contexts: Sequence[str], choice
     order = sorted(range(len(contexts)), key=lambda i: (-len(ctx_tokens[i]), i))
     scores: list[McScore | None] = [None] * len(contexts)
     replies: list[str] = [""] * len(contexts)
+    fast = reuses_cache(model)
     for b in range(0, len(order), batch_size):
         idx = order[b: b + batch_size]
+        rows, conts = [ctx_tokens[i] for i in idx], [cont_tokens[i] for i in idx]
         with torch.no_grad():
-            pre = prefill(model, [ctx_tokens[i] for i in idx], pad_id)
+            pre = prefill(model, rows, pad_id) if fast else None
             if max_new_tokens:
-                for i, toks in zip(idx, greedy_decode(model, pre, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
-                                                      pad_id=pad_id)):
+                decode = dict(max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id)
+                answers = greedy_decode(model, pre, **decode) if pre else generate_exact(model, rows, **decode)
+                for i, toks in zip(idx, answers):
                     replies[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
-            logliks = score_choices(model, pre, [cont_tokens[i] for i in idx], pad_id)
+            logliks = score_choices(model, pre, conts, pad_id) if pre else score_plain(model, rows, conts)
         for i, ll in zip(idx, logliks):
             scores[i] = make_score(ll, choices[i])
         if on_batch:
@@ -102,19 +114,23 @@ def score_multiple_choice(model: Any, tokenizer: Any, contexts: Sequence[str], c
 
 
 @torch.no_grad()
+def score_plain(model: Any, contexts: Sequence[Sequence[int]], conts: list[list[list[int]]]) -> list[list[float]]:
+    """The exact path: one full forward per context + continuation, no padding, no cache."""
+    device = next(model.parameters()).device
+    result = []
+    for ctx, cs in zip(contexts, conts):
+        logliks = []
+        for cont in cs:
+            ids = torch.tensor([list(ctx) + list(cont)], device=device)
+            logp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            logliks.append(logp[len(ctx) - 1:].gather(1, ids[0, len(ctx):, None]).sum().item())
+        result.append(logliks)
+    return result
+
+
 def score_multiple_choice_bruteforce(model: Any, tokenizer: Any, contexts: Sequence[str],
                                      choices: Sequence[Sequence[str]]) -> list[McScore]:
     """Reference: one full forward per context+choice, no padding, no cache. Slow; for tests and benchmarks."""
-    device = next(model.parameters()).device
-    scores = []
-    for context, chs in zip(contexts, choices):
-        ctx = encode(tokenizer, context)
-        logliks = []
-        for ch in chs:
-            cont = encode(tokenizer, continuation_text(tokenizer, ch))
-            ids = torch.tensor([ctx + cont], device=device)
-            logp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-            targets = ids[0, len(ctx):]
-            logliks.append(logp[len(ctx) - 1:].gather(1, targets[:, None]).sum().item())
-        scores.append(make_score(logliks, chs))
-    return scores
+    ctx = [encode(tokenizer, c) for c in contexts]
+    conts = [[encode(tokenizer, continuation_text(tokenizer, ch)) for ch in chs] for chs in choices]
+    return [make_score(ll, chs) for ll, chs in zip(score_plain(model, ctx, conts), choices)]

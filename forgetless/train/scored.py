@@ -87,12 +87,10 @@ def shared_prefix(ids: Tensor, mask: Tensor, where: Tensor) -> int:
 
 def _prefix_cache(model: nn.Module, head: Tensor, rows: int) -> Any:
     """The KV cache of `head` (1, P), repeated for `rows` rows; None for a cache that is not plain."""
-    from transformers.cache_utils import DynamicLayer
-
-    from forgetless.eval.decode import CACHE
+    from forgetless.eval.decode import CACHE, is_plain_cache
 
     cache = getattr(model(input_ids=head, use_cache=True, logits_to_keep=1), CACHE)
-    if cache is None or any(type(layer) is not DynamicLayer for layer in getattr(cache, "layers", [None])):
+    if not is_plain_cache(cache):
         return None
     cache.batch_repeat_interleave(rows)
     return cache

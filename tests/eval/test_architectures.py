@@ -1,0 +1,76 @@
+"""The evaluation engine across model families: tiny random-weight models built from transformers' config
+classes, with SmolLM2's tokenizer. Multiple-choice log-likelihoods must equal one plain forward per choice,
+and greedy replies must equal `model.generate`, item for item, at batch 1 and 16, for chat and plain prompts.
+
+Llama-like caches take the fast path (prefill once, reuse the cache); sliding-window families (Mistral,
+Gemma 2, Gemma 3) keep more state than keys and values and take the exact path (`reuses_cache` False).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers
+
+from forgetless.eval.decode import eos_ids_of, generate_exact, pad_id_of, reuses_cache
+from forgetless.eval.loglik import answer_and_score, score_multiple_choice_bruteforce
+from forgetless.eval.prompts import encode, render_prompt
+from forgetless.suites import load_suite
+
+COMMON = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=512)
+GEMMA = dict(head_dim=8, query_pre_attn_scalar=8, sliding_window=16)
+FAMILIES = {  # name: (config class, model class, extra config, takes the fast path)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}, True),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}, True),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 8}, True),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"pad_token_id": 0}, True),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {}, True),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 16}, False),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", GEMMA, False),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM",
+               {**GEMMA, "layer_types": ["sliding_attention"] * 3 + ["full_attention"]}, False),
+}
+ITEMS = 8
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def tokenizers(smollm2):
+    chat = smollm2.tokenizer
+    plain = copy.deepcopy(chat)
+    plain.chat_template = None
+    return {"chat": chat, "plain": plain}
+
+
+def build(name: str, vocab: int):
+    config_class, model_class, extra, _ = FAMILIES[name]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(vocab_size=vocab, **COMMON, **extra)
+    return getattr(transformers, model_class)(config).eval()
+
+
+@pytest.mark.parametrize("prompts", ["chat", "plain"])
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_scores_and_replies_equal_the_plain_model(name, prompts, tokenizers):
+    tok = tokenizers[prompts]
+    model = build(name, len(tok))
+    assert reuses_cache(model) == FAMILIES[name][3]
+    items = load_suite("general").by_type("mc")[:ITEMS]
+    contexts, choices = [render_prompt(tok, it.question) for it in items], [it.choices for it in items]
+    reference = score_multiple_choice_bruteforce(model, tok, contexts, choices)
+    rows = [encode(tok, c) for c in contexts]
+    generated = generate_exact(model, rows, max_new_tokens=NEW_TOKENS, eos_ids=eos_ids_of(model, tok),
+                               pad_id=pad_id_of(tok))  # model.generate, one prompt at a time
+    expected_replies = [tok.decode(t, skip_special_tokens=True).strip() for t in generated]
+    for batch_size in (1, 16):
+        for open_ended in (False, True):
+            scores, replies = answer_and_score(model, tok, contexts, choices, batch_size=batch_size,
+                                               max_new_tokens=NEW_TOKENS if open_ended else 0)
+            for got, want in zip(scores, reference):
+                torch.testing.assert_close(torch.tensor(got.logliks), torch.tensor(want.logliks), rtol=0, atol=1e-4)
+                assert got.pred == want.pred
+            if open_ended:
+                assert replies == expected_replies
