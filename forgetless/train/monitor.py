@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from forgetless.eval.drift import adapter_disabled, token_kl
 from forgetless.eval.generate import greedy_generate
 from forgetless.eval.loglik import score_multiple_choice
-from forgetless.eval.prompts import encode, render_prompt
+from forgetless.eval.prompts import encode_start, render_prompt
 from forgetless.suites import load_suite
 
 
@@ -84,7 +84,7 @@ class ForgettingMonitor(TrainerCallback):
 
     def _kl_batch(self, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (right-padded) and mask of the KL probes: chat prompts + base replies, and text."""
-        rows = [encode(self.tok, t)[:256] for t in self.base["kl_sequences"]]
+        rows = [encode_start(self.tok, t)[:256] for t in self.base["kl_sequences"]]
         width = max(len(r) for r in rows)
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         ids = torch.full((len(rows), width), pad, dtype=torch.long)

