@@ -10,7 +10,7 @@ from rich.table import Table
 
 from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
 from forgetless.cli.main import app
-from forgetless.eval import DEFAULT_SUITES, EvalSettings, evaluate
+from forgetless.eval import DEFAULT_SUITES, EvalSettings, evaluate, run_reference
 from forgetless.integrations import lm_eval as lm_eval_bridge
 from forgetless.io import check_output_path
 from forgetless.models import load_model
@@ -68,24 +68,17 @@ def eval_command(
       forgetless eval smollm2-135m --suite lm-eval:arc_easy,tasks/forgetless_general.yaml
     """
     check_output_path(out)
-    lm_specs = lm_eval_bridge.parse_specs([s for s in suite if lm_eval_bridge.is_lm_eval_suite(s)])
-    suites = [load_suite(s) for s in suite if not lm_eval_bridge.is_lm_eval_suite(s)]
-    lm_tasks = lm_eval_bridge.load_tasks(lm_specs) if lm_specs else None  # a typo fails before the model loads
+    lm_specs = [s for s in suite if lm_eval_bridge.is_lm_eval_suite(s)]
+    if lm_specs:  # a typo fails before the model loads
+        lm_eval_bridge.load_tasks(lm_eval_bridge.parse_specs(lm_specs))
+    suites = [s if lm_eval_bridge.is_lm_eval_suite(s) else load_suite(s) for s in suite]
     quiet_libraries()
     info(f"loading [bold]{model}[/]")
     opts = model_options(adapter, device, dtype, trust_remote_code, allow_pickle)
     loaded = load_model(model, **opts)
-    ref = None
-    if reference == "base" or (reference is None and (loaded.adapter or loaded.source == "run")):
-        ref = "base" if loaded.adapter else (load_model(loaded.info["base_model"], device=device, dtype=dtype)
-                                             if loaded.info.get("base_model") else None)
-    elif reference is not None:
-        ref = load_model(reference, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                         allow_pickle=allow_pickle)
+    ref = run_reference(loaded, reference, **{k: v for k, v in opts.items() if k != "adapter"})
     settings = EvalSettings(batch_size=batch_size, open_ended=open_ended, max_new_tokens=max_new_tokens)
     result = run_with_progress(evaluate, loaded, suites, reference=ref, settings=settings)
-    if lm_tasks:
-        result = lm_eval_bridge.combine(result, lm_eval_bridge.evaluate_lm_eval(loaded, lm_tasks, batch_size=batch_size))
     result.save(out)
     remember("eval", model=model, config={"suites": suite, "adapter": adapter, "reference": reference,
                                           **result.settings}, metrics=overall(result.summary), paths={"results": out})

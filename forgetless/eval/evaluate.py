@@ -25,6 +25,7 @@ from forgetless.suites import Suite, load_suite
 from forgetless.versions import library_versions
 
 DEFAULT_SUITES = ("general", "checklist", "general-text")
+LM_EVAL_PREFIX = "lm-eval:"  # suites run by lm-evaluation-harness (forgetless.integrations.lm_eval)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -116,13 +117,38 @@ def _score_text(model: Any, tok: Any, suite: Suite, s: EvalSettings, reference: 
                        tokens=sc.tokens, nll=sc.nll, kl=sc.kl) for it, sc in zip(items, scores)]
 
 
+def run_reference(model: LoadedModel, reference: str | LoadedModel | None = None,
+                  **load_options: Any) -> LoadedModel | Literal["base"] | None:
+    """The model KL is measured against. Given: "base" (an adapter's own base weights), a model or a model
+    spec. Not given, for a forgetless run folder: its base (the adapter switched off, or the base model the
+    run recorded for a full fine-tune); otherwise none. `load_options` go to `load_model`."""
+    from forgetless.models import load_model
+
+    if isinstance(reference, LoadedModel) or reference == "base":
+        return reference
+    if reference is not None:
+        return load_model(reference, **load_options)
+    if model.adapter:
+        return "base"
+    base = model.info.get("base_model") if model.source == "run" else None
+    return load_model(base, **{k: v for k, v in load_options.items() if k in ("device", "dtype")}) if base else None
+
+
 def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES, *,
              reference: LoadedModel | Literal["base"] | None = None, settings: EvalSettings | None = None,
              progress: Progress | None = None) -> EvalResult:
-    """Score `model` on each suite. `reference="base"` measures KL against the adapter's own base weights."""
+    """Score `model` on each suite: a bundled name, a JSONL path, a `Suite`, or `lm-eval:TASK[,TASK...]`
+    (lm-evaluation-harness tasks, scored by the bridge in `forgetless.integrations.lm_eval`). Tasks are
+    checked before anything is scored. `reference="base"` measures KL against the adapter's own base weights."""
     s = settings or EvalSettings()
     torch.manual_seed(s.seed)
-    loaded_suites = [x if isinstance(x, Suite) else load_suite(x) for x in suites]
+    lm_specs = [x for x in suites if isinstance(x, str) and x.startswith(LM_EVAL_PREFIX)]
+    lm_tasks = None
+    if lm_specs:
+        from forgetless.integrations import lm_eval as bridge
+
+        lm_tasks = bridge.load_tasks(bridge.parse_specs(lm_specs))  # a typo fails before any compute
+    loaded_suites = [x if isinstance(x, Suite) else load_suite(x) for x in suites if x not in lm_specs]
     ref_model = reference.model if isinstance(reference, LoadedModel) else reference
     net, tok = model.model, model.tokenizer
     was_training = net.training
@@ -143,7 +169,7 @@ def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES,
     settings_record = {**asdict(s), "template": template_fingerprint(tok),
                        "dtype": str(next(net.parameters()).dtype).removeprefix("torch."),
                        "device": str(next(net.parameters()).device)}
-    return EvalResult(
+    result = EvalResult(
         model=model.describe(),
         reference=({"spec": "base (adapter disabled)"} if reference == "base"
                    else reference.describe() if isinstance(reference, LoadedModel) else None),
@@ -151,3 +177,6 @@ def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES,
                 for x in loaded_suites],
         settings=settings_record, versions=library_versions(), summary=summarize(items), timings=timings,
         training=model.training, items=items)
+    if lm_tasks is None:
+        return result
+    return bridge.combine(result, bridge.evaluate_lm_eval(model, lm_tasks, batch_size=s.batch_size))

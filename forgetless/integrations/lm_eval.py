@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import yaml
 
 from forgetless.errors import ForgetlessError
+from forgetless.eval.evaluate import LM_EVAL_PREFIX
 from forgetless.eval.loglik import make_score
 from forgetless.eval.prompts import continuation_text, encode, render_prompt, template_fingerprint
 from forgetless.eval.results import EvalResult, ItemResult, SuiteRecord
@@ -39,7 +40,7 @@ from forgetless.models.loading import LoadedModel
 from forgetless.suites import ITEM_TYPES, Suite
 from forgetless.versions import library_versions
 
-PREFIX = "lm-eval:"  # `forgetless eval --suite lm-eval:TASK[,TASK...]`
+PREFIX = LM_EVAL_PREFIX  # `forgetless eval --suite lm-eval:TASK[,TASK...]`
 INSTALL = "lm-eval is not installed: pip install 'forgetless[lm-eval]'"
 EXPORT_FORMAT = 1  # the `metadata.version` of exported tasks
 LEFT_OUT = {"gen": "open generation is scored by `forgetless eval`",

@@ -163,3 +163,16 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, tiny_model_dir, exported
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # as if the extra were not installed
     code, err = _run(monkeypatch, capsys, "eval", tiny, "--suite", "lm-eval:arc_easy", "--out", str(tmp_path / "r.json"))
     assert code == 2 and "pip install 'forgetless[lm-eval]'" in err
+
+
+def test_the_python_api_takes_lm_eval_suites_as_the_cli_does(exported, tiny, suite_file):
+    """`forgetless.evaluate` with a native suite and an `lm-eval:` task: one result, the bridged items scored
+    as `evaluate_lm_eval` scores them on their own."""
+    import forgetless
+
+    settings = EvalSettings(open_ended=False, batch_size=3)
+    both = forgetless.evaluate(tiny, [str(suite_file), f"lm-eval:{exported.yaml_path}"], settings=settings)
+    alone = evaluate_lm_eval(tiny, [str(exported.yaml_path)], batch_size=3)
+    assert [s.name for s in both.suites] == ["probe", "lm-eval:forgetless_probe"]
+    bridged = [it for it in both.items if it.suite == "lm-eval:forgetless_probe"]
+    assert [(it.id, it.pred, it.logliks) for it in bridged] == [(it.id, it.pred, it.logliks) for it in alone.items]
