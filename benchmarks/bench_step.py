@@ -20,11 +20,11 @@ import torch
 
 import forgetless.eval.decode as decode
 from forgetless.models import load_model
+from forgetless.models.adapters import adapters_disabled
 from forgetless.train.config import FreezeSection, LoraSection
 from forgetless.train.data import collator_for, read_records, tokenize_records
 from forgetless.train.freeze import apply_lora
 from forgetless.train.regularizers.kl import KLToBase, mean_kl, topk_kl
-from forgetless.train.regularizers.lora import adapters_disabled
 from forgetless.train.replay import replay_records, sample
 from forgetless.train.scored import scored_cross_entropy, scored_forward
 

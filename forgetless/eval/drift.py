@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetless.eval.prompts import encode_start
+from forgetless.models.adapters import adapters_disabled
 
 
 @dataclass
@@ -26,11 +27,6 @@ class TextScore:
     @property
     def perplexity(self) -> float:
         return math.exp(self.nll)
-
-
-def adapter_disabled(model: Any) -> contextlib.AbstractContextManager:
-    """The base model's view of a PEFT model (a no-op context for plain models)."""
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
 
 def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -64,7 +60,7 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, reference: 
         kl = None
         if reference is not None or reference_is_base:
             ref_model = model if reference is None else reference
-            with adapter_disabled(model) if reference is None else contextlib.nullcontext():
+            with adapters_disabled(model) if reference is None else contextlib.nullcontext():
                 ref_logits = ref_model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             kl = token_kl(ref_logits, logits)
         for row, i in enumerate(idx):

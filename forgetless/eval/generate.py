@@ -11,14 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from forgetless.eval.decode import (
-    eos_ids_of,
-    generate_exact,
-    greedy_decode,
-    pad_id_of,
-    prefill,
-    reuses_cache,
-)
+from forgetless.eval.decode import eos_ids_of, generate_exact, greedy_decode, pad_id_of, prefill, reuses_cache
 from forgetless.eval.prompts import encode_start
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from forgetless.eval.drift import adapter_disabled, token_kl
+from forgetless.eval.drift import token_kl
 from forgetless.eval.generate import greedy_generate
 from forgetless.eval.loglik import score_multiple_choice
 from forgetless.eval.prompts import encode_start, render_prompt
+from forgetless.models.adapters import adapters_disabled
 from forgetless.suites import load_suite
 
 
@@ -107,7 +108,7 @@ class ForgettingMonitor(TrainerCallback):
 
     @torch.no_grad()
     def _baseline(self, model: Any) -> None:
-        with adapter_disabled(model):
+        with adapters_disabled(model):
             knowledge, behaviour, replies = self._accuracies(model)
             self.base = {"knowledge": knowledge, "behaviour": behaviour,
                          "kl_sequences": [c + r for c, r in zip(self.probes.contexts, replies)] + self.probes.kl_texts}

@@ -10,12 +10,7 @@ from forgetless.train.regularizers.base import REGULARIZERS, Regularizer, Regula
 from forgetless.train.regularizers.ewc import EWC, EWCConfig
 from forgetless.train.regularizers.kl import KLConfig, KLToBase, mean_kl
 from forgetless.train.regularizers.l2sp import L2SP, L2SPConfig
-from forgetless.train.regularizers.lora import (
-    adapters_disabled,
-    canonical_name,
-    lora_effective_updates,
-    lora_sites,
-)
+from forgetless.train.regularizers.lora import canonical_name, lora_effective_updates, lora_sites
 
 __all__ = [
     "EWC",
@@ -28,7 +23,6 @@ __all__ = [
     "Regularizer",
     "RegularizerConfig",
     "WeightAnchors",
-    "adapters_disabled",
     "build_regularizer",
     "canonical_name",
     "lora_effective_updates",

@@ -31,10 +31,11 @@ from torch import Tensor, nn
 
 from forgetless.errors import ForgetlessError
 from forgetless.home import forgetless_home
+from forgetless.models.adapters import adapters_disabled
 from forgetless.train.fisher import STORAGE_DTYPES, diagonal_fisher, load_fisher, normalize_fisher, save_fisher
 from forgetless.train.regularizers.anchors import WeightAnchors
 from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig, zero_like_params
-from forgetless.train.regularizers.lora import adapters_disabled, canonical_name
+from forgetless.train.regularizers.lora import canonical_name
 
 
 class EWCConfig(RegularizerConfig):

@@ -26,8 +26,8 @@ to both.
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -35,9 +35,10 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from forgetless.errors import ForgetlessError
+from forgetless.eval.drift import token_kl
+from forgetless.models.adapters import adapters_disabled, has_adapters
 from forgetless.train.fisher import scored_positions
 from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig
-from forgetless.train.regularizers.lora import adapters_disabled, has_adapters
 from forgetless.train.scored import ScoredOutputs, labelled_positions, rows_of, scored_forward
 
 
@@ -107,11 +108,9 @@ def mean_kl(base_logits: Tensor, logits: Tensor, where: Tensor | None) -> Tensor
     or logits already selected, (N, V) x2 with `where` None."""
     if where is not None:
         base_logits, logits = base_logits[where], logits[where]
-    base_logp = torch.log_softmax(base_logits.float(), -1)  # (N, V)
-    logp = torch.log_softmax(logits.float(), -1)
-    if base_logp.shape[0] == 0:
+    if base_logits.shape[0] == 0:
         return logits.sum() * 0.0  # nothing to compare; keeps the graph
-    return (base_logp.exp() * (base_logp - logp)).sum(-1).mean()
+    return token_kl(base_logits, logits).mean()
 
 
 @REGULARIZERS.register("kl")

@@ -17,8 +17,6 @@ base model can anchor a LoRA run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -131,42 +129,3 @@ def directly_trained(model: nn.Module) -> dict[str, nn.Parameter]:
     """Trainable parameters that are not LoRA factors (all of them under full fine-tuning)."""
     skip = lora_parameter_ids(model)
     return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in skip}
-
-
-def has_adapters(model: nn.Module) -> bool:
-    """True for a PEFT model or one with PEFT tuner layers injected."""
-    try:
-        from peft import PeftModel
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel) or any(isinstance(m, BaseTunerLayer) for m in model.modules())
-
-
-@contextmanager
-def adapters_disabled(model: nn.Module) -> Iterator[None]:
-    """Run the model as its base model (adapters off); restores every requires_grad flag exactly.
-
-    PEFT's own switch re-enables requires_grad on all active adapters when it exits; restoring the
-    flags keeps deliberately frozen factors frozen.
-    """
-    from peft import PeftModel
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        if isinstance(model, PeftModel):
-            with model.disable_adapter():
-                yield
-        else:
-            layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and not m.disable_adapters]
-            try:
-                for m in layers:
-                    m.enable_adapters(False)
-                yield
-            finally:
-                for m in layers:
-                    m.enable_adapters(True)
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
