@@ -17,7 +17,7 @@ import transformers
 from forgetless.eval.decode import eos_ids_of, generate_exact, pad_id_of, reuses_cache
 from forgetless.eval.loglik import answer_and_score, score_multiple_choice_bruteforce
 from forgetless.eval.prompts import encode_start, render_prompt
-from forgetless.suites import load_suite
+from forgetless.suites import Suite, load_suite
 
 COMMON = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=512)
@@ -89,3 +89,67 @@ def test_sequences_start_with_bos_where_the_tokenizer_adds_one(smollm2):
     assert ids == [tok.bos_token_id, *encode(tok, prompt)] and encode_text(tok, prompt)[0][:len(ids)] == ids
     assert encode_start(tok, tok.bos_token + "Hi").count(tok.bos_token_id) == 1
     assert encode_start(smollm2.tokenizer, prompt) == encode(smollm2.tokenizer, prompt)  # SmolLM2 adds none
+
+
+# --- beyond evaluation: text drift, training with every penalty, merging back to the base ------------------
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tokenizers):
+    """Each family saved as a model folder (as a user's model arrives), built on demand."""
+    built = {}
+
+    def folder(name: str):
+        if name not in built:
+            built[name] = tmp_path_factory.mktemp(name)
+            build(name, len(tokenizers["chat"])).save_pretrained(built[name])
+            tokenizers["chat"].save_pretrained(built[name])
+        return built[name]
+    return folder
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_text_drift_equals_a_direct_computation(name, tokenizers):
+    """Right-padded batches of texts: NLL and KL per token equal one unpadded forward of each text."""
+    from forgetless.eval.drift import score_texts, token_kl
+
+    tok = tokenizers["chat"]
+    model, other = build(name, len(tok)), build(name, len(tok))
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    texts = [t.text for t in load_suite("general-text").by_type("text")[:4]]
+    scores = score_texts(other, tok, texts, reference=model, max_length=64, batch_size=4)
+    for text, score in zip(texts, scores):
+        ids = torch.tensor([encode_start(tok, text)[:64]])
+        with torch.no_grad():
+            logits, ref = other(input_ids=ids).logits[0, :-1], model(input_ids=ids).logits[0, :-1]
+        nll = -torch.log_softmax(logits.float(), -1).gather(1, ids[0, 1:, None]).mean()
+        assert score.nll == pytest.approx(nll.item(), abs=1e-4)
+        assert score.kl == pytest.approx(token_kl(ref, logits).mean().item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_lora_training_with_every_penalty_and_merging_back(name, folders, tmp_path):
+    """Two LoRA steps with EWC and KL (replay 25%), then the adapter at alpha 0 is the base, item for item."""
+    from forgetless.eval import EvalSettings, evaluate
+    from forgetless.merge import load_pair
+    from forgetless.models import load_model
+    from forgetless.train import load_config, train
+
+    config = load_config(None, [f"model={folders(name)}", "data=tests/workflow/fixtures/small-train.jsonl",
+                                f"out={tmp_path / 'run'}", "method=lora", "max_steps=2", "batch_size=4",
+                                "max_length=48", "replay.fraction=0.25", "replay.source=bundled",
+                                "replay.reference_examples=8", "save_steps=100",
+                                "regularizers=[{name: ewc, weight: 1.0}, {name: kl, weight: 0.5}]"])
+    result = train(config)
+    assert result.steps == 2 and result.final_loss is not None and torch.isfinite(torch.tensor(result.final_loss))
+    pair = load_pair(None, str(result.run_dir), device="cpu")
+    pair.interpolator.set_alpha(0.0)
+    settings = EvalSettings(batch_size=4, max_new_tokens=4, check_max_new_tokens=4)
+    probe = [Suite(name="probe", path=None, items=load_suite("general").by_type("mc")[:4])]
+    merged = evaluate(pair.loaded, probe, settings=settings)
+    base = evaluate(load_model(str(folders(name)), device="cpu"), probe, settings=settings)
+    assert [(it.pred, it.reply) for it in merged.items] == [(it.pred, it.reply) for it in base.items]
+    for got, want in zip(merged.items, base.items):
+        torch.testing.assert_close(torch.tensor(got.logliks), torch.tensor(want.logliks), rtol=0, atol=1e-5)
