@@ -68,10 +68,10 @@ def eval_command(
       forgetless eval smollm2-135m --suite lm-eval:arc_easy,tasks/forgetless_general.yaml
     """
     check_output_path(out)
-    lm_specs = [s for s in suite if lm_eval_bridge.is_lm_eval_suite(s)]
-    if lm_specs:  # a typo fails before the model loads
-        lm_eval_bridge.load_tasks(lm_eval_bridge.parse_specs(lm_specs))
-    suites = [s if lm_eval_bridge.is_lm_eval_suite(s) else load_suite(s) for s in suite]
+    lm_specs = lm_eval_bridge.parse_specs([s for s in suite if lm_eval_bridge.is_lm_eval_suite(s)])
+    suites = [load_suite(s) for s in suite if not lm_eval_bridge.is_lm_eval_suite(s)]
+    if lm_specs:  # loaded once, here: a typo fails before the model loads
+        suites.append(lm_eval_bridge.load_tasks(lm_specs))
     quiet_libraries()
     info(f"loading [bold]{model}[/]")
     opts = model_options(adapter, device, dtype, trust_remote_code, allow_pickle)

@@ -134,21 +134,24 @@ def run_reference(model: LoadedModel, reference: str | LoadedModel | None = None
     return load_model(base, **{k: v for k, v in load_options.items() if k in ("device", "dtype")}) if base else None
 
 
-def evaluate(model: LoadedModel, suites: Sequence[str | Suite] = DEFAULT_SUITES, *,
+def evaluate(model: LoadedModel, suites: Sequence[Any] = DEFAULT_SUITES, *,
              reference: LoadedModel | Literal["base"] | None = None, settings: EvalSettings | None = None,
              progress: Progress | None = None) -> EvalResult:
     """Score `model` on each suite: a bundled name, a JSONL path, a `Suite`, or `lm-eval:TASK[,TASK...]`
-    (lm-evaluation-harness tasks, scored by the bridge in `forgetless.integrations.lm_eval`). Tasks are
-    checked before anything is scored. `reference="base"` measures KL against the adapter's own base weights."""
+    (lm-evaluation-harness tasks, scored by the bridge in `forgetless.integrations.lm_eval`; or the
+    `LmEvalTasks` its `load_tasks` returned, as the CLI passes them). Tasks are checked before anything is
+    scored. `reference="base"` measures KL against the adapter's own base weights."""
     s = settings or EvalSettings()
     torch.manual_seed(s.seed)
     lm_specs = [x for x in suites if isinstance(x, str) and x.startswith(LM_EVAL_PREFIX)]
-    lm_tasks = None
-    if lm_specs:
+    lm_tasks = next((x for x in suites if not isinstance(x, (str, Suite))), None)  # LmEvalTasks loaded by the caller
+    if lm_specs or lm_tasks is not None:
         from forgetless.integrations import lm_eval as bridge
 
-        lm_tasks = bridge.load_tasks(bridge.parse_specs(lm_specs))  # a typo fails before any compute
-    loaded_suites = [x if isinstance(x, Suite) else load_suite(x) for x in suites if x not in lm_specs]
+        if lm_specs:
+            lm_tasks = bridge.load_tasks(bridge.parse_specs(lm_specs))  # a typo fails before any compute
+    loaded_suites = [x if isinstance(x, Suite) else load_suite(x) for x in suites
+                     if isinstance(x, Suite) or (isinstance(x, str) and x not in lm_specs)]
     ref_model = reference.model if isinstance(reference, LoadedModel) else reference
     net, tok = model.model, model.tokenizer
     was_training = net.training
