@@ -18,17 +18,20 @@ import math
 import os
 import socket
 import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 from forgetless.errors import ForgetlessError
 from forgetless.home import forgetless_home
 from forgetless.registry import did_you_mean
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KINDS = ("eval", "train", "sweep", "run", "demo", "merge")
 OFF = ("off", "none", "0", "false", "no")
@@ -99,15 +102,36 @@ def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
     try:
         con.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
-        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            con.execute("PRAGMA journal_mode = WAL")  # persistent: only the first writer ever sets it
-        con.execute("PRAGMA synchronous = NORMAL")  # with WAL: a crash can lose the last run, never the file
-        if con.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
-            _migrate(con)
+        _when_free(lambda: _set_up(con))
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _set_up(con: sqlite3.Connection) -> None:
+    if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        con.execute("PRAGMA journal_mode = WAL")  # persistent: only the first writer ever sets it
+    con.execute("PRAGMA synchronous = NORMAL")  # with WAL: a crash can lose the last run, never the file
+    if con.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+        _migrate(con)
+
+
+def _when_free(action: Callable[[], T]) -> T:
+    """Run `action`, again after a short wait while the file is locked, for up to BUSY_SECONDS.
+
+    Why: SQLite answers "database is locked" at once, without the busy timeout, while another
+    process switches a new file to WAL or opens it for the first time; only a retry covers that race.
+    """
+    deadline, wait = time.monotonic() + BUSY_SECONDS, 0.005
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() + wait > deadline:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 0.25)
 
 
 def _migrate(con: sqlite3.Connection) -> None:
@@ -190,15 +214,19 @@ def record(kind: str, *, model: str | None = None, config: dict[str, Any] | None
     try:
         row = (kind, started or _now(), _now(), status, _model_name(model), _dumps(config), _dumps(metrics),
                _dumps(_absolute(paths)), command, socket.gethostname(), _version())
-        with closing(_connect(target)) as con, _transaction(con):
-            cursor = con.execute("INSERT INTO runs (kind, created, finished, status, model, config, metrics, paths, "
-                                 "command, host, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            run_id = cursor.lastrowid
+        with closing(_connect(target)) as con:
+            run_id = _when_free(lambda: _insert(con, row))
     except (sqlite3.Error, OSError, ValueError, RuntimeError) as e:  # never the reason a finished run fails
         _warn_once(target, e)
         return None
     log.info(f"recorded as run {run_id} in {target}")
     return run_id
+
+
+def _insert(con: sqlite3.Connection, row: tuple[Any, ...]) -> int:
+    with _transaction(con):
+        return con.execute("INSERT INTO runs (kind, created, finished, status, model, config, metrics, paths, "
+                           "command, host, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid
 
 
 def _reader(path: str | Path | None) -> tuple[Path, sqlite3.Connection | None]:
