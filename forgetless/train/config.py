@@ -146,7 +146,8 @@ class BudgetSection(Section):
 
 
 class MonitorSection(Section):
-    every: int = Field(50, gt=0, description="Measure forgetting every this many optimizer steps.")
+    every: int | None = Field(None, gt=0, description="Measure forgetting every this many optimizer steps "
+                                                      "(default: 4 times over max_steps, else every 50).")
     mc_items: int = Field(40, ge=1, description="Multiple-choice items of the general suite scored at each check.")
     gen_items: int = Field(12, ge=0, description="Of those, questions also asked openly (greedy) at each check: "
                                                  "log-likelihood alone misses behavioural collapse.")
@@ -173,6 +174,10 @@ class TrainConfig(Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (wins over "
                                                           "epochs).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training mix.")
+    max_seconds: float | None = Field(None, gt=0, description="Fewer steps when max_steps (or epochs) would take "
+                                                              "longer than this: a step is timed on the first "
+                                                              "batches before training, and the count that fits is "
+                                                              "written to the run's config.yaml.")
     batch_size: int = Field(8, gt=0, description="Examples per device per forward pass.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Forward passes per optimizer step; the "
                                                                   "effective batch is batch_size times this.")

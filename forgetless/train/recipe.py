@@ -15,6 +15,7 @@ The run folder holds everything the result depends on:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -51,6 +52,9 @@ from forgetless.train.replay import mix, replay_count, replay_records, sample
 from forgetless.train.trainer import ForgetlessTrainer, LogLastStep, NonFiniteGuard, SaveOnInterrupt
 
 Notify = Callable[[str], None]
+MONITOR_CHECKS = 4  # without `monitor.every`: step 0 and about this many checks after
+MONITOR_EVERY = 50  # ... or every this many steps when the step count is not known
+TIMED_BATCHES = 3  # after a warm-up batch, to time a step for `max_seconds`
 # Settings a checkpoint depends on (weights' shapes, data order); others may change on --resume.
 MUST_MATCH_ON_RESUME = {"model", "data", "method", "lora", "freeze", "seed", "batch_size",
                         "gradient_accumulation_steps", "max_length", "replay", "dtype"}
@@ -64,7 +68,7 @@ class TrainData:
     reference: list[dict[str, list[int]]]
     counts: dict[str, Any]
     notes: list[str] = field(default_factory=list)
-    in_order: bool = False  # the stream holds its passes, each shuffled: the trainer reads it in order
+    in_order: bool = False  # built for max_steps, each pass shuffled: the trainer reads it in order
 
 
 @dataclass
@@ -112,8 +116,6 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             trainable = trainable_summary(model)
             regularizers = setup_regularizers(config, model, data.reference, collator_for(loaded.tokenizer),
                                               data.stream)
-            monitor = build_monitor(config, loaded.tokenizer, monitor_baseline)
-            callbacks = [*callbacks, *([monitor] if monitor else [])]
             guard, interrupt = NonFiniteGuard(), SaveOnInterrupt()
             trainer = ForgetlessTrainer(
                 model=model, args=training_arguments(config, run_dir, progress=progress),
@@ -123,6 +125,11 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             if not progress:
                 trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
             checkpoint = last_checkpoint(run_dir) if resume else None
+            if config.max_seconds:
+                config = fit_time_budget(trainer, config, data.stream, checkpoint, run_dir if main else None, notify)
+            monitor = build_monitor(config, loaded.tokenizer, monitor_baseline)
+            if monitor:
+                trainer.add_callback(monitor)
             fitting = True
             fit(trainer, checkpoint)
     except BaseException:
@@ -236,8 +243,9 @@ def build_monitor(config: TrainConfig, tokenizer: Any, baseline: dict[str, Any] 
     from forgetless.train.monitor import ForgettingMonitor, select_probes
 
     m = config.monitor
+    every = m.every or (math.ceil(config.max_steps / MONITOR_CHECKS) if config.max_steps else MONITOR_EVERY)
     return ForgettingMonitor(tokenizer, select_probes(tokenizer, mc_items=m.mc_items, gen_items=m.gen_items),
-                             every=m.every, max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
+                             every=every, max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
                              early_stop=m.early_stop, baseline=baseline)
 
 
@@ -384,7 +392,54 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
                      f"{len(general.examples)}; some repeat")
     flagged = [{**example, "general": True} for example in replay]  # for penalties scoped to general examples
     stream = [e for p in range(passes) for e in mix(domain.examples, flagged[p * k:(p + 1) * k], config.seed + p)]
-    return TrainData(stream=stream, reference=reference, counts=counts, notes=notes, in_order=passes > 1)
+    return TrainData(stream=stream, reference=reference, counts=counts, notes=notes, in_order=bool(config.max_steps))
+
+
+def planned_steps(config: TrainConfig, stream_size: int) -> int:
+    """The optimizer steps the Trainer will run: `max_steps`, else `epochs` over the stream."""
+    if config.max_steps:
+        return config.max_steps
+    per_epoch = math.ceil(math.ceil(stream_size / config.batch_size) / config.gradient_accumulation_steps)
+    return max(1, math.ceil(config.epochs * per_epoch))
+
+
+def fit_time_budget(trainer: ForgetlessTrainer, config: TrainConfig, stream: list[dict[str, Any]],
+                    checkpoint: str | None, run_dir: Path | None, notify: Notify) -> TrainConfig:
+    """`config` with `max_steps` cut to what fits `max_seconds` (`forgetless.train.budget`), timed on the
+    stream's first batches with the trainer's own loss, penalties included.
+
+    The count is written to RUN/config.yaml, so `--set max_steps=N` repeats the run; the stream and
+    its order do not depend on it beyond their length. A resumed run keeps its checkpoint's count.
+    """
+    from forgetless.train.budget import seconds_per_batch, steps_within
+
+    planned = planned_steps(config, len(stream))
+    if checkpoint is not None:
+        steps = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["max_steps"]
+        return config.model_copy(update={"max_steps": steps})
+    size, accumulation = config.batch_size, config.gradient_accumulation_steps
+    device = trainer.args.device
+    collate, model = trainer.data_collator, trainer.model
+    batches = [{k: v.to(device) for k, v in collate(stream[i:i + size]).items()}
+               for i in range(0, min(len(stream), (TIMED_BATCHES + 1) * size), size)]
+
+    def step(batch: dict[str, Any]) -> None:
+        with trainer.accelerator.autocast(), trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        per_step = seconds_per_batch(step, batches) * accumulation if len(batches) > 1 else 0.0
+    model.zero_grad(set_to_none=True)
+    trainer.reset_penalty_logs()
+    steps = steps_within(config.max_seconds, per_step, planned)
+    notify(f"training time budget: {per_step:.2f} s per step here (timed), so {steps} of {planned} steps fit "
+           f"in {config.max_seconds:g} s (max_seconds)" + (" - set max_steps to choose" if steps < planned else ""))
+    config = config.model_copy(update={"max_steps": steps})
+    trainer.args.max_steps = steps
+    if run_dir is not None:
+        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    return config
 
 
 def stream_passes(config: TrainConfig, mix_size: int) -> int:

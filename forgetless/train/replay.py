@@ -48,16 +48,18 @@ def replay_count(n_domain: int, fraction: float) -> int:
 
 
 def sample(items: list[T], k: int, seed: int) -> list[T]:
-    """k items drawn deterministically for `seed`; repeats only when k > len(items)."""
+    """k items drawn deterministically for `seed`, the draw for k the start of the draw for any larger k;
+    repeats only when k > len(items)."""
     if k == 0:
         return []
     if not items:
         raise ForgetlessError("the replay source has no examples")
     rng = random.Random(seed)
     out: list[T] = []
-    while len(out) < k:
-        take = min(k - len(out), len(items))
-        out += rng.sample(items, take)
+    while len(out) < k:  # whole shuffles, so the draw for k is the start of the draw for any larger k
+        cycle = list(items)
+        rng.shuffle(cycle)
+        out += cycle[:k - len(out)]
     return out
 
 

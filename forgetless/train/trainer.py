@@ -164,6 +164,10 @@ class PenaltyTrainerMixin:
         if self.guard is not None and self.guard.bad is None and not all(map(math.isfinite, values.values())):
             self.guard.bad = NonFinite(step=self.state.global_step + 1, terms=values)
 
+    def reset_penalty_logs(self) -> None:
+        """Forget the terms recorded so far (a step timed before training is not part of any window)."""
+        self._sums = {}
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._sums:  # a training log: add each term's window average
             steps = max(1, self.state.global_step - self._window_start)

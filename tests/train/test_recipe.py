@@ -13,6 +13,7 @@ import types
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback
 
@@ -273,3 +274,26 @@ def test_attention_kernel_is_eager_only_for_short_sequences_on_a_cpu():
     assert training_attention(config(max_length=96, attention="sdpa")) == "sdpa"
     with pytest.raises(ForgetlessError):
         config(attention="flash")
+
+
+# --- the time budget (max_seconds) ----------------------------------------------------------------
+
+
+def test_a_time_budget_cuts_the_steps_and_trains_exactly_as_that_many_steps_would(tiny, domain, tmp_path):
+    """max_seconds too short for one step: 1 step, recorded in config.yaml, and the weights equal a plain
+    max_steps=1 run's (the stream built for 12 steps starts with the one built for 1; timing changes nothing)."""
+    settings = dict(model=tiny, data=domain, replay={"fraction": 0.25, "source": "bundled"},
+                    monitor={"mc_items": 2, "gen_items": 0})
+    said: list[str] = []
+    timed = train(config(out=str(tmp_path / "t"), max_steps=12, max_seconds=1e-9, **settings), progress=False,
+                  notify=said.append)
+    plain = train(config(out=str(tmp_path / "p"), max_steps=1, **settings), progress=False)
+    assert timed.steps == plain.steps == 1
+    assert same(adapter_weights(tmp_path / "t"), adapter_weights(tmp_path / "p"))
+    assert any("so 1 of 12 steps fit in 1e-09 s" in m for m in said), said
+    saved = validate_config(yaml.safe_load((tmp_path / "t" / "config.yaml").read_text()))
+    assert saved.max_steps == 1 and saved.max_seconds == 1e-9
+    assert [p["step"] for p in timed.monitor["points"]] == [0, 1]  # the monitor's checks follow the steps that fit
+
+    roomy = train(config(out=str(tmp_path / "r"), max_steps=3, max_seconds=1e6, **settings), progress=False)
+    assert roomy.steps == 3  # a budget that fits changes nothing

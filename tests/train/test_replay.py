@@ -132,3 +132,12 @@ def test_self_replay_keeps_finished_answers_cuts_others_and_drops_loops(general,
     assert finished[-1] == end  # the model's own end is learned ...
     assert end not in cut and end in tokenized[1]["input_ids"]  # ... a cut-off one is seen but not learned
     assert tokenizer.decode(cut) == "The sky looks blue because air scatters blue light most."
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 7, 8, 15, 23])
+def test_a_smaller_draw_is_the_start_of_a_larger_one(k):
+    """So a run cut to fewer steps (a time budget) rehearses exactly what a run of that many steps would."""
+    items = list(range(8))
+    larger = replay.sample(items, 40, seed=3)
+    assert replay.sample(items, k, seed=3) == larger[:k]
+    assert all(sorted(larger[i:i + 8]) == items for i in range(0, 40, 8))  # whole shuffles: repeats only past 8

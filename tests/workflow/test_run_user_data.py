@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from forgetless.cli.main import app, main
 from forgetless.eval import EvalSettings
-from forgetless.workflow.run import CPU_MAX_STEPS, MIN_STEPS, PASSES, training_steps
+from forgetless.workflow.run import CPU_TRAIN_SECONDS, MIN_STEPS, PASSES, RunOptions, training_config, training_steps
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL, HELDOUT = FIXTURES / "small-train.jsonl", FIXTURES / "small-heldout.jsonl"
@@ -64,13 +64,19 @@ def test_every_option_is_checked_before_the_first_evaluation(tiny_model_dir, tmp
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
-def test_the_training_budget_follows_the_data_and_the_device():
-    steps, why = training_steps(469, 0.5, 8, cpu=False)  # a GPU: real passes
+def test_the_training_budget_follows_the_data_and_the_device(tmp_path):
+    steps, why = training_steps(469, 0.5, 8)  # passes over the data
     assert steps == PASSES * 118 and why.startswith(f"{PASSES} passes over 469 examples and 469 replay examples")
-    assert training_steps(469, 0.5, 8, cpu=True)[0] == min(PASSES * 118, CPU_MAX_STEPS)
-    small, why = training_steps(16, 0.5, 8, cpu=True)  # 16 examples: more passes, so that they are learned
+    small, why = training_steps(16, 0.5, 8)  # 16 examples: more passes, so that they are learned
     assert small == MIN_STEPS and f"raised to {MIN_STEPS}" in why
-    assert training_steps(469, 0.0, 4, 2, cpu=False)[0] == PASSES * 59
+    assert training_steps(469, 0.0, 4, 2)[0] == PASSES * 59
+    # on a CPU the run also gets a time budget, timed on the machine (a GPU trains the passes in full)
+    said: list[str] = []
+    config = training_config(RunOptions(data=str(SMALL)), tmp_path / "run" / "train", 16, said.append)
+    assert config.max_steps == MIN_STEPS and config.max_seconds == CPU_TRAIN_SECONDS
+    assert f"{CPU_TRAIN_SECONDS} s on this CPU" in said[0]
+    chosen = training_config(RunOptions(data=str(SMALL), overrides=["max_steps=7"]), tmp_path / "b" / "train", 16)
+    assert chosen.max_steps == 7 and chosen.max_seconds is None  # the user's count is the user's
 
 
 def test_a_multi_pass_budget_rehearses_new_replay_examples_in_each_pass(tiny_model_dir):
