@@ -49,10 +49,10 @@ from torch import Tensor, nn
 
 from forgetless.models import load_model
 from forgetless.train import validate_config
-from forgetless.train.config import MonitorSection, TrainConfig
+from forgetless.train.config import TrainConfig
 from forgetless.train.data import collator_for, read_records, tokenize_records
 from forgetless.train.fisher import diagonal_fisher, fisher_bruteforce
-from forgetless.train.recipe import apply_method
+from forgetless.train.recipe import MONITOR_EVERY, apply_method
 from forgetless.train.regularizers import REGULARIZERS
 from forgetless.train.regularizers.ewc import EWCConfig
 
@@ -379,7 +379,7 @@ def monitor_overhead(args: argparse.Namespace) -> dict[str, Any]:
     steady = statistics.mean(later) / (args.monitor_every * without / args.monitor_steps + statistics.mean(later))
     return {"steps": args.monitor_steps, "every": args.monitor_every,
             "batch_size": args.monitor_batch or TrainConfig.model_fields["batch_size"].default,
-            "default_every": MonitorSection().every, "measurements": len(points), "measurement_seconds": points,
+            "default_every": MONITOR_EVERY, "measurements": len(points), "measurement_seconds": points,
             "train_seconds_without": round(without, 2), "train_seconds_with": round(with_monitor, 2),
             "monitor_seconds": summary["seconds"],
             "share_self_reported": round(summary["seconds"] / with_monitor, 4),
@@ -476,7 +476,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="examples per vmap call (default: EWC's fisher_chunk_size)")
     parser.add_argument("--memory-steps", type=int, default=2, help="steps run by each --only process")
     parser.add_argument("--monitor-every", type=int, default=None, help=f"default: the config default "
-                        f"({MonitorSection().every}); quick 4")
+                        f"({MONITOR_EVERY}); quick 4")
     parser.add_argument("--monitor-steps", type=int, default=None, help="steps of each monitor run (default: two "
                         "intervals)")
     parser.add_argument("--monitor-batch", type=int, default=None, help="default: the config default "
@@ -487,7 +487,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {"batch": (4, 2), "length": (128, 64), "rounds": (6, 3), "fisher_examples": (24, 4),
-                "monitor_every": (MonitorSection().every, 4), "monitor_batch": (None, 2)}
+                "monitor_every": (MONITOR_EVERY, 4), "monitor_batch": (None, 2)}
     for key, (normal, short) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, short if quick else normal)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     loaded = load_model(args.model, dtype="float32")  # fp32 master weights; bf16 autocast on a GPU
     tok, gpu = loaded.tokenizer, loaded.device.type == "cuda"
-    monitor = ForgettingMonitor(tok, select_probes(tok, mc_items=args.probes, gen_items=max(1, args.probes // 4),
+    monitor = ForgettingMonitor(tok, select_probes(mc_items=args.probes, gen_items=max(1, args.probes // 4),
                                                    text_items=2), every=args.monitor_every)
     config = SFTConfig(output_dir=str(out / "checkpoints"), max_steps=args.max_steps,
                        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -12,6 +12,7 @@ an unwritable database is reported once, as a warning, and the command carries o
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -20,7 +21,8 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -227,6 +229,56 @@ def _insert(con: sqlite3.Connection, row: tuple[Any, ...]) -> int:
     with _transaction(con):
         return con.execute("INSERT INTO runs (kind, created, finished, status, model, config, metrics, paths, "
                            "command, host, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid
+
+
+# --- recording from the API -------------------------------------------------------------------
+
+_INSIDE: ContextVar[bool] = ContextVar("forgetless_history_inside", default=False)
+_CALLER: ContextVar[dict[str, Any]] = ContextVar("forgetless_history_caller", default={})
+
+
+@contextmanager
+def called_as(command: str | None = None, **paths: Any) -> Iterator[None]:
+    """What a run recorded inside this block carries besides its API's own fields: the command line that
+    asked for it (the CLI's) and paths only the caller knows, such as where it writes the result."""
+    outer = _CALLER.get()
+    token = _CALLER.set({"command": command or outer.get("command"), "paths": {**outer.get("paths", {}), **paths}})
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
+
+def records(kind: str, fields: Callable[..., dict[str, Any]]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Record each outermost call of an API function as one run of `kind` once it returns.
+
+    `fields(result, *args, **kwargs)` gives `record`'s model, config, metrics and paths. So a run started
+    from Python appears in `forgetless runs` as the CLI's do, and the calls made inside a recorded one (the
+    evaluations of `forgetless run`, the monitor's) belong to it and are not recorded again. Only the main
+    process of a distributed launch records.
+    """
+    def decorate(function: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(function)
+        def recorded(*args: Any, **kwargs: Any) -> T:
+            if _INSIDE.get():
+                return function(*args, **kwargs)
+            started, token = _now(), _INSIDE.set(True)
+            try:
+                result = function(*args, **kwargs)
+            finally:
+                _INSIDE.reset(token)
+            if int(os.environ.get("RANK", "0")) == 0:
+                caller = _CALLER.get()
+                try:
+                    given = fields(result, *args, **kwargs)
+                except Exception as e:  # noqa: BLE001 - never the reason a finished run fails
+                    log.warning(f"run history not recorded: {type(e).__name__}: {e}")
+                else:
+                    record(kind, started=started, command=caller.get("command"),
+                           **{**given, "paths": {**(given.get("paths") or {}), **caller.get("paths", {})}})
+            return result
+        return recorded
+    return decorate
 
 
 def _reader(path: str | Path | None) -> tuple[Path, sqlite3.Connection | None]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -21,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-state: dict[str, Any] = {"quiet": False, "library_level": logging.ERROR, "started": None, "command": None}
+state: dict[str, Any] = {"quiet": False, "library_level": logging.ERROR}
 LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
 
 
@@ -43,8 +41,6 @@ def set_verbosity(verbosity: str | None, verbose: int = 0, quiet: bool = False) 
     state["quiet"] = quiet or level >= logging.ERROR
     # transformers' warnings would drown our output; they show only when a level was asked for
     state["library_level"] = logging.ERROR if quiet or (verbosity is None and not verbose) else level
-    state["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    state["command"] = shlex.join(["forgetless", *sys.argv[1:]])
     return level
 
 
@@ -54,13 +50,6 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity(state["library_level"])
     transformers.utils.logging.disable_progress_bar()
-
-
-def remember(kind: str, **fields: Any) -> int | None:
-    """Add this command's result to the run history (`forgetless runs`); a failure there only warns."""
-    from forgetless.history import record
-
-    return record(kind, started=state["started"], command=state["command"], **fields)
 
 
 def print_json(obj: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,16 @@ from forgetless.cli.console import (
     info,
     print_json,
     quiet_libraries,
-    remember,
     run_with_progress,
 )
 from forgetless.cli.main import app
 from forgetless.compare.render import COLOURS
+from forgetless.history import called_as
 
 demo_app = typer.Typer(name="demo", no_args_is_help=False, rich_markup_mode="rich")
 app.add_typer(demo_app, name="demo")
 
 
-ROW_DETAILS = {"name", "description", "curve", "categories", "command", "config"}  # kept out of the run history
 
 
 def _pts(est: Any) -> str:
@@ -65,18 +63,20 @@ def demo_command(
     out: Path = typer.Option(Path("runs/forgetless-study"), "--out", "-o", help="Study folder (must be new or empty)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Optimizer steps per strategy (default 30; quick 4)."),
     items: int | None = typer.Option(None, "--items", min=0,
-                                        help="Items per type per suite (default 55; quick 12; 0 = whole suites)."),
+                                     help="Items per type per suite (default 50, as `forgetless run`; quick 12; "
+                                          "0 = whole suites)."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model (built-in name, folder, hub id)."),
     strategy: list[str] = typer.Option([], "--strategy", "-s",
                                        help="Only these strategies (repeatable): aggressive-full, safe-full, "
-                                            "full-ewc, lora, lora-replay, lora-kl."),
+                                            "full-ewc, lora, lora-replay, run-defaults (default: those), "
+                                            "lora-kl."),
     recover: bool = typer.Option(True, "--recover/--no-recover",
                                  help="Interpolate the aggressive full fine-tune back towards the base."),
     threshold: float = typer.Option(0.05, "--threshold", min=0.0,
                                     help="Verdicts: a general drop at least this large (and significant) is forgetting."),
     budget: float = typer.Option(0.10, "--budget", min=0.0,
                                  help="Recovery: the largest general drop (upper 95% CI end) the chosen alpha may have. "
-                                      "55 items per type give CIs about +-10 pp wide; use --items 0 for tighter budgets."),
+                                      "50 items per type give CIs about +-10 pp wide; --items 0 for tighter budgets."),
     seed: int = typer.Option(0, "--seed", min=0, help="Training and evaluation seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -91,16 +91,13 @@ def demo_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from forgetless.workflow.study import STRATEGY_KEYS, StudyOptions, run_study
+    from forgetless.workflow.study import DEFAULT_STRATEGIES, StudyOptions, run_study
 
     quiet_libraries()
     options = StudyOptions(model=model, out=str(out), quick=quick, steps=steps, per_type=items, seed=seed,
                            threshold=threshold, budget=budget, recover=recover,
-                           strategies=tuple(strategy) if strategy else STRATEGY_KEYS)
+                           strategies=tuple(strategy) if strategy else DEFAULT_STRATEGIES)
     result = run_with_progress(run_study, options, notify=info)
-    remember("demo", model=model, config=asdict(options), paths={"out": result.out, **result.paths},
-             metrics={"recommended": result.recommended, "seconds": result.seconds,
-                      "strategies": {r.name: r.model_dump(mode="json", exclude=ROW_DETAILS) for r in result.rows}})
     if as_json:
         print_json({"out": str(result.out), "recommended": result.recommended, "reason": result.reason,
                     "strategies": [r.model_dump(mode="json", exclude={"curve", "categories", "config"})
@@ -129,13 +126,12 @@ def tiny_command(
     from forgetless.demo.tiny import format_tiny_demo, run_tiny_demo, tiny_demo_svg
     from forgetless.io import atomic_write_text
 
-    result = run_tiny_demo(seed)
+    with called_as(out=out):
+        result = run_tiny_demo(seed)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "tiny-demo.svg", tiny_demo_svg(result))
         atomic_write_text(out / "tiny-demo.json", result.to_json() + "\n")
-    remember("demo", model="tiny", config={"demo": "tiny", "seed": seed, **asdict(result.settings)},
-             metrics={"mlp": result.to_dict()["mlp"], "quadratic": asdict(result.quadratic)}, paths={"out": out})
     if as_json:
         print_json(result.to_dict())
         return

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
 from forgetless.eval import DEFAULT_SUITES, EvalSettings, evaluate, run_reference
+from forgetless.history import called_as
 from forgetless.integrations import lm_eval as lm_eval_bridge
 from forgetless.io import check_output_path
 from forgetless.models import load_model
@@ -36,11 +37,6 @@ def print_summary(summary: dict) -> None:
         table.add_row(suite, str(m["n"]), *(cell(m.get(k)) for k in
                                              ("mc_acc", "mc_open_acc", "gen_acc", "check_pass", "perplexity", "kl")))
     console.print(table)
-
-
-def overall(summary: dict) -> dict:
-    """Each suite's overall numbers (the per-category ones stay in the results file)."""
-    return {suite: data["overall"] for suite, data in summary.items()}
 
 
 @app.command("eval")
@@ -78,10 +74,9 @@ def eval_command(
     loaded = load_model(model, **opts)
     ref = run_reference(loaded, reference, **{k: v for k, v in opts.items() if k != "adapter"})
     settings = EvalSettings(batch_size=batch_size, open_ended=open_ended, max_new_tokens=max_new_tokens)
-    result = run_with_progress(evaluate, loaded, suites, reference=ref, settings=settings)
+    with called_as(results=out):
+        result = run_with_progress(evaluate, loaded, suites, reference=ref, settings=settings)
     result.save(out)
-    remember("eval", model=model, config={"suites": suite, "adapter": adapter, "reference": reference,
-                                          **result.settings}, metrics=overall(result.summary), paths={"results": out})
     if as_json:
         print_json({"out": str(out), "summary": result.summary, "timings": result.timings})
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from enum import Enum
 from typing import Optional
@@ -11,6 +12,7 @@ from rich.markup import escape
 
 from forgetless.cli.console import LEVELS, err_console, set_verbosity
 from forgetless.errors import ForgetlessError, Interrupted
+from forgetless.history import called_as
 
 app = typer.Typer(
     name="forgetless",
@@ -52,7 +54,8 @@ def main() -> None:
 
     keep_freed_memory()
     try:
-        app()
+        with called_as(command=shlex.join(["forgetless", *sys.argv[1:]])):  # recorded with each run (history)
+            app()
     except ForgetlessError as e:
         # The message quotes user text (paths, JSON values): escape it, or "[/x]" in it would crash Rich.
         label = "[yellow]interrupted:[/]" if isinstance(e, Interrupted) else "[bold red]error:[/]"

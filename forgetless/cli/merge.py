@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
 from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalSettings
@@ -17,7 +17,6 @@ from forgetless.merge.saving import prepare_out
 from forgetless.merge.sweep import resolve_suites
 
 BASE_HELP = "The model the tuned one was fine-tuned from (default: the one its run folder records)."
-SWEEP_METRICS = ("rows", "chosen", "reason", "load_seconds", "total_seconds")  # the rest of sweep.json is config
 TUNED_HELP = "A forgetless run folder, a fine-tuned model folder, or a LoRA adapter folder (with --base)."
 
 
@@ -59,8 +58,6 @@ def merge_command(
     info(f"loading [bold]{tuned}[/]")
     folder = merge(base, tuned, alpha, out, lower_alpha=lower_alpha, split=split, dtype=dtype, overwrite=overwrite)
     record = {"out": str(folder), "alpha": alpha, "lower_alpha": lower_alpha}
-    remember("merge", model=tuned, config={"base": base, "alpha": alpha, "lower_alpha": lower_alpha, "split": split,
-                                           "dtype": dtype}, paths={"out": folder})
     if as_json:
         print_json(record)
         return
@@ -90,15 +87,6 @@ def print_sweep(result: SweepResult) -> None:
     head = (f"[bold green]chosen alpha: {result.chosen:g}[/]" if result.chosen is not None
             else "[bold red]no alpha chosen[/]")
     console.print(f"{head} - {result.reason}")
-
-
-def sweep_metrics(result: SweepResult) -> dict:
-    """The run-history view of a sweep: one entry per alpha (named, so two grids line up), without raw stats."""
-    data = result.to_dict()
-    rows = {f"alpha {row['alpha']:g}": {k: v for k, v in row.items() if k not in ("alpha", "stats")}
-            for row in data["rows"]}
-    return {"chosen": data["chosen"], "reason": data["reason"], "alphas": rows,
-            "load_seconds": data["load_seconds"], "total_seconds": data["total_seconds"]}
 
 
 @app.command("sweep")
@@ -145,8 +133,6 @@ def sweep_command(
     result = run_with_progress(sweep, base, tuned, alphas=grid, budget=budget, general_suites=general,
                                domain_suite=domain, general_metric=metric, settings=settings, confidence=confidence,
                                seed=seed, out=out, overwrite=overwrite, device=device, dtype=dtype)
-    remember("sweep", model=tuned, config={k: v for k, v in result.to_dict().items() if k not in SWEEP_METRICS},
-             metrics=sweep_metrics(result), paths={"out": out, "sweep": out / "sweep.json" if out else None})
     if as_json:
         print_json(result.to_dict())
         return

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from forgetless.cli.console import console, info, print_json, quiet_libraries, remember, run_with_progress
+from forgetless.cli.console import console, info, print_json, quiet_libraries, run_with_progress
 from forgetless.cli.main import app
-from forgetless.cli.merge import parse_alphas, sweep_metrics
+from forgetless.cli.merge import parse_alphas
 from forgetless.compare.render import render_text
 from forgetless.errors import ForgetlessError
 from forgetless.merge import DEFAULT_ALPHAS, SweepResult
 from forgetless.workflow.run import RunOptions, run
-
-
-def headline(report: Any) -> dict[str, Any]:
-    """The numbers a study table shows (verdict, domain gain, knowledge / behaviour drop, checklist, KL)."""
-    from forgetless.report.model import StrategyRow
-
-    row = StrategyRow.from_comparison("run", report)
-    return row.model_dump(mode="json", exclude={"name", "description", "curve", "categories", "command", "config",
-                                                "seconds"})
 
 
 def _ci(value: float | None, ci: Any) -> str:
@@ -79,9 +69,6 @@ def run_command(
                          budget=budget, alphas=tuple(parse_alphas(alphas)) if alphas else DEFAULT_ALPHAS)
     summary = run_with_progress(run, options, notify=info)
     report = summary.report
-    remember("run", model=model, config=asdict(options), paths={"out": summary.out, **summary.paths},
-             metrics={**headline(report), "train": summary.train, "seconds": summary.seconds,
-                      **({"sweep": sweep_metrics(summary.sweep)} if summary.sweep else {})})
     if as_json:
         print_json({"out": str(summary.out), "verdict": report.verdict, "headline": report.headline,
                     "reports": summary.paths, "seconds": summary.seconds, "train": summary.train,

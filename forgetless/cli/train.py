@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from forgetless.cli.console import (console, err_console, info, print_json, progress_bar, quiet_libraries, remember,
-                                    state)
+from forgetless.cli.console import console, err_console, info, print_json, progress_bar, quiet_libraries, state
 from forgetless.cli.main import app
 from forgetless.train.config import field_docs, load_config
 
@@ -90,11 +89,8 @@ def train_command(
     with progress_bar() as bar:
         callbacks = [] if state["quiet"] else [rich_progress(bar)]
         result = train(settings, callbacks=callbacks, resume=resume, progress=False, notify=warn)
-    if not is_main_process():  # under `accelerate launch`: one summary and one history entry, from rank 0
+    if not is_main_process():  # under `accelerate launch`: one summary, from rank 0 (which records the run)
         return
-    remember("train", model=settings.model, config=settings.model_dump(mode="json"), paths={"run_dir": result.run_dir},
-             metrics={"steps": result.steps, "final_loss": result.final_loss, "seconds": result.seconds,
-                      "data": result.counts, "monitor": result.monitor})
     if as_json:
         print_json({"run_dir": str(result.run_dir), "steps": result.steps, "final_loss": result.final_loss,
                     "seconds": result.seconds, "data": result.counts, "trainable": result.trainable,

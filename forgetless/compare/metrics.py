@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from forgetless.compare.pairing import Pair
 from forgetless.compare.schema import Comparison, KLSummary, MetricName, MetricReport
+from forgetless.eval.results import ItemResult
 from forgetless.stats import (
     DropStats,
     holm,
@@ -51,20 +53,34 @@ class Settings:
     n_resamples: int = 10_000
 
 
-def item_scores(pair: Pair, metric: MetricName) -> tuple[float, float] | None:
-    """(before, after) score of one item on `metric` (higher is better), or None if it does not count."""
-    b, a = pair.before, pair.after
-    if metric == "knowledge" and b.type == "mc":
-        fields = (b.correct, a.correct)
-    elif metric == "behaviour" and b.type == "mc":
-        fields = (b.open_correct, a.open_correct)
-    elif (metric, b.type) in (("behaviour", "gen"), ("checklist", "check")):
-        fields = (b.correct, a.correct)
-    elif metric == "text" and b.type == "text":
-        return None if b.nll is None or a.nll is None else (-b.nll, -a.nll)
+def outcome(item: ItemResult, metric: MetricName) -> float | None:
+    """One item's score on `metric` (higher is better), or None where the item does not count.
+
+    The one definition of each measure: compare, the sweep and the training monitor all read it.
+    """
+    if metric == "knowledge" and item.type == "mc":
+        value = item.correct
+    elif metric == "behaviour" and item.type == "mc":
+        value = item.open_correct
+    elif (metric, item.type) in (("behaviour", "gen"), ("checklist", "check")):
+        value = item.correct
+    elif metric == "text" and item.type == "text":
+        return None if item.nll is None else -item.nll
     else:
         return None
-    return None if None in fields else (float(fields[0]), float(fields[1]))
+    return None if value is None else float(value)
+
+
+def mean_outcome(items: Iterable[ItemResult], metric: MetricName) -> float | None:
+    """A result's accuracy (pass rate, -NLL) on `metric` over the items that count; None when none do."""
+    values = [v for v in (outcome(it, metric) for it in items) if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def item_scores(pair: Pair, metric: MetricName) -> tuple[float, float] | None:
+    """(before, after) score of one item on `metric`, or None if it does not count on both sides."""
+    b, a = outcome(pair.before, metric), outcome(pair.after, metric)
+    return None if b is None or a is None else (b, a)
 
 
 def _rng(s: Settings, *parts: str) -> np.random.Generator:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from forgetless.history import records
 from forgetless.train.fisher import LogLikelihood, diagonal_fisher
 from forgetless.train.regularizers import EWC, L2SP, Regularizer
 
@@ -188,6 +189,12 @@ def run_quadratic(s: TinyDemoSettings) -> QuadraticRun:
     return QuadraticRun(plain, ewc, closed, loss_a(plain[-1]), loss_a(ewc[-1]))
 
 
+def _history(result: TinyDemoResult, *_: Any, **__: Any) -> dict[str, Any]:
+    return {"model": "tiny", "config": {"demo": "tiny", "seed": result.seed, **asdict(result.settings)},
+            "metrics": {"mlp": result.to_dict()["mlp"], "quadratic": asdict(result.quadratic)}}
+
+
+@records("demo", _history)
 def run_tiny_demo(seed: int = 0, settings: TinyDemoSettings | None = None) -> TinyDemoResult:
     """Both demonstrations; deterministic for a seed, a few seconds on one CPU core."""
     s = settings or TinyDemoSettings()

@@ -20,6 +20,7 @@ from forgetless.eval.loglik import answer_and_score
 from forgetless.eval.prompts import render_prompt, template_fingerprint
 from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteRecord
 from forgetless.eval.summary import summarize
+from forgetless.history import records
 from forgetless.models.loading import LoadedModel
 from forgetless.suites import Suite, load_suite
 from forgetless.versions import library_versions
@@ -134,6 +135,22 @@ def run_reference(model: LoadedModel, reference: str | LoadedModel | None = None
     return load_model(base, **{k: v for k, v in load_options.items() if k in ("device", "dtype")}) if base else None
 
 
+def _suite_label(suite: Any) -> Any:
+    if isinstance(suite, Suite):
+        return str(suite.path) if suite.path else suite.name
+    return suite if isinstance(suite, str) else sorted(getattr(suite, "suites", {}))  # LmEvalTasks: its suites
+
+
+def _history(result: EvalResult, model: LoadedModel, suites: Sequence[Any] = DEFAULT_SUITES, *,
+             reference: Any = None, **_: Any) -> dict[str, Any]:
+    """The run history's view of an evaluation: each suite's overall numbers (per category: in the result)."""
+    ref = reference.spec if isinstance(reference, LoadedModel) else reference
+    return {"model": model.spec, "metrics": {name: data["overall"] for name, data in result.summary.items()},
+            "config": {"suites": [_suite_label(s) for s in suites], "adapter": model.adapter, "reference": ref,
+                       **result.settings}}
+
+
+@records("eval", _history)
 def evaluate(model: LoadedModel, suites: Sequence[Any] = DEFAULT_SUITES, *,
              reference: LoadedModel | Literal["base"] | None = None, settings: EvalSettings | None = None,
              progress: Progress | None = None) -> EvalResult:

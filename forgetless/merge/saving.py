@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forgetless.versions import library_versions
 from forgetless.errors import ForgetlessError
+from forgetless.history import records
 from forgetless.io import atomic_write_json
 from forgetless.merge.interpolate import Alpha, Interpolator, LoraScaler, count_blocks, is_lora, per_layer
 from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
+from forgetless.versions import library_versions
 
 MERGE_FILE = "forgetless-merge.json"
 FORMAT_VERSION = 1
@@ -195,6 +196,14 @@ def save_merged(pair: Pair, alpha: float, out_dir: str | Path, *, lower_alpha: f
     return out
 
 
+def _history(folder: Path, base: str | None, tuned: str, alpha: float, out_dir: str | Path, *,
+             lower_alpha: float | None = None, split: int | None = None, dtype: str | None = None,
+             **_: Any) -> dict[str, Any]:
+    return {"model": tuned, "paths": {"out": folder},
+            "config": {"base": base, "alpha": alpha, "lower_alpha": lower_alpha, "split": split, "dtype": dtype}}
+
+
+@records("merge", _history)
 def merge(base: str | None, tuned: str, alpha: float, out_dir: str | Path, *, lower_alpha: float | None = None,
           split: int | None = None, device: str | None = "cpu", dtype: str | None = None,
           overwrite: bool = False) -> Path:

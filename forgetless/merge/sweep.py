@@ -34,6 +34,7 @@ from forgetless.compare import compare
 from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalResult, EvalSettings, evaluate
 from forgetless.eval.evaluate import Progress
+from forgetless.history import records
 from forgetless.io import atomic_write_json
 from forgetless.merge.saving import Pair, check_alpha, load_pair, prepare_out, require_base, save_merged
 from forgetless.models.loading import LoadedModel
@@ -43,6 +44,7 @@ DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MEASURES = ("knowledge", "behaviour", "checklist")  # the general measures a budget can be judged on
 GeneralMetric = Literal["all", "knowledge", "behaviour", "checklist"]
 SWEEP_FILE = "sweep.json"
+HISTORY_METRICS = ("rows", "chosen", "reason", "load_seconds", "total_seconds")  # the rest of sweep.json: settings
 
 
 @dataclass
@@ -105,6 +107,18 @@ class SweepResult:
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_dict())
+
+    def history_metrics(self) -> dict[str, Any]:
+        """The run history's view: one entry per alpha (named, so two grids line up), without raw stats."""
+        data = self.to_dict()
+        rows = {f"alpha {row['alpha']:g}": {k: v for k, v in row.items() if k not in ("alpha", "stats")}
+                for row in data["rows"]}
+        return {"chosen": data["chosen"], "reason": data["reason"], "alphas": rows,
+                "load_seconds": data["load_seconds"], "total_seconds": data["total_seconds"]}
+
+    def history_config(self) -> dict[str, Any]:
+        """Everything in sweep.json that is not a result: the sweep's settings."""
+        return {k: v for k, v in self.to_dict().items() if k not in HISTORY_METRICS}
 
 
 def _finite(obj: Any) -> Any:
@@ -260,6 +274,14 @@ def evaluate_alphas(pair: Pair, alphas: list[float], suites: list[Suite], settin
     return evals, seconds
 
 
+def _history(result: SweepResult, base: Any, tuned: str | LoadedModel, *, out: str | Path | None = None,
+             **_: Any) -> dict[str, Any]:
+    return {"model": tuned.spec if isinstance(tuned, LoadedModel) else tuned, "config": result.history_config(),
+            "metrics": result.history_metrics(),
+            "paths": {"out": out, "sweep": Path(out) / SWEEP_FILE if out is not None else None}}
+
+
+@records("sweep", _history)
 def sweep(base: str | LoadedModel | None, tuned: str | LoadedModel, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
           budget: float = 0.02, general_suites: Sequence[str | Suite] = ("general",),
           domain_suite: str | Suite | None = "domain", general_metric: GeneralMetric = "all",

@@ -52,7 +52,7 @@ class LoadedModel:
     def describe(self) -> dict[str, Any]:
         """What a result records about the model, including content fingerprints of weights and adapter."""
         return {"spec": self.spec, "source": self.source, "path": self.path, "adapter": self.adapter,
-                "fingerprint": folder_fingerprint(Path(self.path)),
+                "fingerprint": folder_fingerprint(Path(self.path)) if self.path else None,
                 "adapter_fingerprint": folder_fingerprint(Path(self.adapter)) if self.adapter else None,
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."), **self.info}
 

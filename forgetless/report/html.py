@@ -79,26 +79,52 @@ def _detail(e: Estimate | None, confidence: float) -> str:
     return ", ".join(parts)
 
 
+def key_caption(data: ReportData) -> str:
+    """Whose numbers the cards show, in a study: the recommended strategy's, against the first (the unprotected
+    aggressive one), or that first one's alone when none is recommended."""
+    if data.comparison is not None or not data.strategies:
+        return ""
+    chosen, contrast = data.strategy(data.recommended), data.strategies[0]
+    if chosen is None:
+        return f"No strategy is recommended. The numbers below are {contrast.name}'s."
+    if chosen is contrast:
+        return f"The recommended strategy, {chosen.name}."
+    return f"The recommended strategy, {chosen.name}; in each card's last line, {contrast.name} for contrast."
+
+
 def key_numbers(data: ReportData) -> list[KeyNumber]:
-    """The headline numbers: of the comparison, else of the recommended (or first) strategy."""
+    """The headline numbers: of the comparison, else of the recommended strategy against the first one
+    (`key_caption` says whose they are)."""
+    contrast = None
     if data.comparison is not None:
         row = StrategyRow.from_comparison("this run", data.comparison)
         confidence = data.comparison.confidence
     else:
         row = data.strategy(data.recommended) or (data.strategies[0] if data.strategies else None)
+        contrast = data.strategies[0] if data.strategies and data.strategies[0] is not row else None
         confidence = 0.95
     if row is None:
         return []
-    out = [KeyNumber("Domain gain", estimate(row.domain_gain).split(" [")[0], _detail(row.domain_gain, confidence),
+
+    def versus(e: Estimate | None) -> str:
+        if contrast is None:
+            return ""
+        return f" · {contrast.name}: {estimate(e).split(' [')[0] if e is not None else '-'}"
+
+    out = [KeyNumber("Domain gain", estimate(row.domain_gain).split(" [")[0],
+                     _detail(row.domain_gain, confidence) + versus(contrast and contrast.domain_gain),
                      _gain_tone(row.domain_gain))]
-    for label, e in (("General knowledge drop", row.knowledge_drop), ("General behaviour drop", row.behaviour_drop)):
+    for label, e, other in (("General knowledge drop", row.knowledge_drop, contrast and contrast.knowledge_drop),
+                            ("General behaviour drop", row.behaviour_drop, contrast and contrast.behaviour_drop)):
         if e is not None:
-            out.append(KeyNumber(label, estimate(e).split(" [")[0], _detail(e, confidence),
+            out.append(KeyNumber(label, estimate(e).split(" [")[0], _detail(e, confidence) + versus(other),
                                  _drop_tone(e, data.budget)))
     if row.checklist_before is not None:
         out.append(KeyNumber("Checklist pass rate", f"{pct(row.checklist_before, 0)} → {pct(row.checklist_after, 0)}",
-                             "instructions and format rules", "bad" if (row.checklist_after or 0) <
-                             row.checklist_before - (data.budget or 0) else "good"))
+                             "instructions and format rules"
+                             + (f" · {contrast.name}: {pct(contrast.checklist_after, 0)}" if contrast else ""),
+                             "bad" if (row.checklist_after or 0) < row.checklist_before - (data.budget or 0)
+                             else "good"))
     elif row.kl is not None:
         out.append(KeyNumber("KL to base", f"{row.kl:.3f}", "nats per token", "neutral"))
     return out
@@ -137,7 +163,8 @@ def build_context(data: ReportData) -> dict[str, Any]:
         "d": data, "r": r, "verdict": verdict, "verdict_word": WORDS.get(verdict or "", "report"),
         "verdict_icon": ICONS.get(verdict or "", "•"), "headline": data.banner_headline,
         "subtitle": " · ".join(x for x in (data.subtitle, data.model, data.date, data.machine) if x),
-        "key_numbers": key_numbers(data), "scatter": charts.scatter_charts(data), "curves": charts.curve_charts(data),
+        "key_numbers": key_numbers(data), "key_caption": key_caption(data),
+        "scatter": charts.scatter_charts(data), "curves": charts.curve_charts(data),
         "sweep_chart": charts.sweep_chart(data), "bars": charts.category_charts(data),
         "knows_says": _knows_says_grid(r), "cell_labels": CELL_LABELS,
         "recommendations": data.recommendations or (r.recommendations if r else []),

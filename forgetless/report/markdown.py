@@ -22,7 +22,7 @@ from forgetless.report.fmt import (
     score,
     seconds,
 )
-from forgetless.report.html import key_numbers, metric_rows
+from forgetless.report.html import key_caption, key_numbers, metric_rows
 from forgetless.report.model import ReportData, question_text
 
 REPLY_CHARS = 160
@@ -60,6 +60,8 @@ def _header(d: ReportData) -> list[str]:
                                                               else ""), ""]
     if d.budget is not None:
         out += [f"Budget: a general drop of at most {points(d.budget)}.", ""]
+    caption = key_caption(d)
+    out += [cell(caption), ""] if caption else []
     out += [f"- **{k.label}**: {k.value}" + (f" ({k.detail})" if k.detail else "") for k in key_numbers(d)]
     notes = (d.comparison.warnings if d.comparison else []) + d.notes
     return out + [""] + [f"> note: {cell(w)}" for w in notes] + ([""] if notes else [])

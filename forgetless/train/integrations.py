@@ -7,7 +7,7 @@
     class SFTTrainerWithPenalties(PenaltyTrainerMixin, SFTTrainer):   # loss = task + sum(penalties)
         pass
 
-    monitor = ForgettingMonitor(tokenizer, select_probes(tokenizer), every=50)
+    monitor = ForgettingMonitor(tokenizer, select_probes(), every=50)
     trainer = SFTTrainerWithPenalties(model=model, args=..., train_dataset=..., peft_config=lora,
                                       callbacks=[monitor])
     trainer.regularizers = build_penalties(trainer.model, {"ewc": {"lambda": 50.0}},

@@ -1,11 +1,14 @@
 """The forgetting monitor: a `TrainerCallback` that measures forgetting while training runs.
 
-Every `every` steps it scores a fixed probe subset of the general suite: multiple-choice accuracy
-by log-likelihood (knowledge), the same questions asked openly (behaviour: log-likelihood alone
-misses a model that still "knows" but answers everything in the domain's template), and the mean
-per-token KL to the base model on chat-formatted general prompts and plain text. The base model's
-numbers and log-probabilities (stored in bf16) are taken once, at step 0 (for LoRA: the adapter
-disabled).
+Every `every` steps it evaluates a fixed probe subset of the general suite with the evaluation
+engine (`forgetless.eval.evaluate`, the same settings as a run's evaluation) and reads the measures
+that `compare` defines (`forgetless.compare.metrics.outcome`): multiple-choice accuracy by
+log-likelihood (knowledge), the first `gen_items` of those questions asked openly (behaviour:
+log-likelihood alone misses a model that still "knows" but answers everything in the domain's
+template), and the mean per-token KL to the base model on those prompts with the base's replies and
+on plain text. So the last point equals an evaluation of the final model on the same items. The
+base model's numbers and log-probabilities (stored in bf16) are taken once, at step 0 (for LoRA:
+the adapter disabled); no copy of the base stays in memory.
 
 With a budget (`max_drop` on accuracy, `max_kl`) it keeps the last weights measured inside the
 budget and, with `early_stop`, stops when the budget is exceeded and restores those weights.
@@ -14,25 +17,26 @@ budget and, with `early_stop`, stops when the budget is exceeded and restores th
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
+from forgetless.compare.metrics import mean_outcome
+from forgetless.eval import EvalSettings, evaluate
 from forgetless.eval.drift import token_kl
-from forgetless.eval.generate import greedy_generate
-from forgetless.eval.loglik import score_multiple_choice
-from forgetless.eval.prompts import encode_start, render_prompt
+from forgetless.eval.prompts import encode_start
 from forgetless.models.adapters import adapters_disabled
-from forgetless.suites import load_suite
+from forgetless.models.loading import LoadedModel
+from forgetless.suites import Suite, load_suite
 
 
 @dataclass
 class MonitorPoint:
     step: int
     knowledge_acc: float  # mc accuracy by log-likelihood on the probes
-    behaviour_acc: float  # the same questions asked openly
+    behaviour_acc: float  # the asked questions' open answers
     kl: float  # mean per-token KL(base || model) on the KL probes
     knowledge_drop: float
     behaviour_drop: float
@@ -42,38 +46,51 @@ class MonitorPoint:
 
 @dataclass
 class Probes:
-    """The fixed probe subset, rendered once."""
+    """The fixed probe subset of the general suite: mc items whose open twin is asked, the others, and texts."""
 
-    contexts: list[str]
-    choices: list[list[str]]
-    answers: list[int]
-    open_items: list[Any]  # McItems whose open-ended twin is asked
+    asked: Suite
+    closed: Suite
     kl_texts: list[str] = field(default_factory=list)
 
 
-def select_probes(tokenizer: Any, suite: str = "general", mc_items: int = 40, gen_items: int = 12,
-                  text_suite: str = "general-text", text_items: int = 6) -> Probes:
+def select_probes(suite: str = "general", mc_items: int = 40, gen_items: int = 12, text_suite: str = "general-text",
+                  text_items: int = 6) -> Probes:
     """An evenly spread, deterministic subset: every k-th item, so all categories are covered."""
-    mc = load_suite(suite).by_type("mc")
+    general = load_suite(suite)
+    mc = general.by_type("mc")
     chosen = mc[:: max(1, len(mc) // max(1, mc_items))][:mc_items]
     texts = load_suite(text_suite).by_type("text") if text_items else []
     texts = texts[:: max(1, len(texts) // max(1, text_items))][:text_items]
-    return Probes(contexts=[render_prompt(tokenizer, it.question) for it in chosen],
-                  choices=[list(it.choices) for it in chosen], answers=[it.answer for it in chosen],
-                  open_items=chosen[:gen_items], kl_texts=[t.text for t in texts])
+    return Probes(asked=Suite(general.name, general.path, chosen[:gen_items]),
+                  closed=Suite(general.name, general.path, chosen[gen_items:]), kl_texts=[t.text for t in texts])
+
+
+def evaluate_probes(model: Any, tokenizer: Any, probes: Probes, settings: EvalSettings) -> list[Any]:
+    """The probe items' results, as `evaluate` gives them (open twins only for `probes.asked`).
+
+    The evaluation seeds torch; training's random state is kept as it was.
+    """
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, spec="training", source="memory", path="")
+    with torch.random.fork_rng(devices=[]):
+        items = []
+        for suite, open_ended in ((probes.asked, True), (probes.closed, False)):
+            if len(suite):
+                items += evaluate(loaded, [suite], settings=replace(settings, open_ended=open_ended)).items
+    return items
 
 
 class ForgettingMonitor(TrainerCallback):
     """Measures forgetting every `every` steps; see the module docstring."""
 
     def __init__(self, tokenizer: Any, probes: Probes, *, every: int = 50, max_drop: float | None = None,
-                 max_kl: float | None = None, early_stop: bool = False, batch_size: int = 64,
-                 max_new_tokens: int = 24, baseline: dict[str, Any] | None = None):
-        """`baseline`: the `base` of an earlier monitor with the same probes on the same base model (a
-        study trains several strategies from one base): step 0 then costs nothing."""
+                 max_kl: float | None = None, early_stop: bool = False, settings: EvalSettings | None = None,
+                 baseline: dict[str, Any] | None = None):
+        """`settings`: as the evaluation after training uses them (default: `EvalSettings()`). `baseline`: the
+        `base` of an earlier monitor with the same probes and settings on the same base model (a study trains
+        several strategies from one base): step 0 then costs nothing."""
         self.tok, self.probes, self.every = tokenizer, probes, every
         self.max_drop, self.max_kl, self.early_stop = max_drop, max_kl, early_stop
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.settings = settings or EvalSettings()
         self.points: list[MonitorPoint] = []
         self.base: dict[str, Any] | None = baseline
         self.best: dict[str, torch.Tensor] | None = None
@@ -96,22 +113,18 @@ class ForgettingMonitor(TrainerCallback):
         device = next(model.parameters()).device
         return ids.to(device), mask.to(device)
 
-    @torch.no_grad()
-    def _accuracies(self, model: Any) -> tuple[float, float, list[str]]:
-        p = self.probes
-        scores = score_multiple_choice(model, self.tok, p.contexts, p.choices, batch_size=self.batch_size)
-        knowledge = sum(s.pred == a for s, a in zip(scores, p.answers)) / max(1, len(p.answers))
-        replies = greedy_generate(model, self.tok, p.contexts[: len(p.open_items)], max_new_tokens=self.max_new_tokens,
-                                  batch_size=self.batch_size)
-        behaviour = sum(it.is_correct_open(r) for it, r in zip(p.open_items, replies)) / max(1, len(p.open_items))
-        return knowledge, behaviour, replies
+    def _accuracies(self, model: Any) -> tuple[float, float, list[Any]]:
+        items = evaluate_probes(model, self.tok, self.probes, self.settings)
+        knowledge, behaviour = mean_outcome(items, "knowledge"), mean_outcome(items, "behaviour")
+        return knowledge or 0.0, behaviour or 0.0, items
 
     @torch.no_grad()
     def _baseline(self, model: Any) -> None:
         with adapters_disabled(model):
-            knowledge, behaviour, replies = self._accuracies(model)
+            knowledge, behaviour, items = self._accuracies(model)
             self.base = {"knowledge": knowledge, "behaviour": behaviour,
-                         "kl_sequences": [c + r for c, r in zip(self.probes.contexts, replies)] + self.probes.kl_texts}
+                         "kl_sequences": [it.prompt + it.reply for it in items if it.reply is not None]
+                         + self.probes.kl_texts}
             ids, mask = self._kl_batch(model)
             self.base["logits"] = model(input_ids=ids, attention_mask=mask).logits.to(torch.bfloat16).cpu()
 

@@ -32,12 +32,13 @@ import yaml
 from transformers.trainer_callback import PrinterCallback
 
 from forgetless.errors import ForgetlessError, Interrupted
+from forgetless.history import records
 from forgetless.io import atomic_write_json, atomic_write_text, check_output_path, write_jsonl
+from forgetless.lint import find_boilerplate
 from forgetless.models.device import native_bf16, pick_device
 from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
 from forgetless.train import presets
 from forgetless.train.config import TrainConfig, dump_config
-from forgetless.lint import find_boilerplate
 from forgetless.train.data import (
     ExampleDataset,
     Tokenized,
@@ -85,6 +86,13 @@ class TrainResult:
     monitor_baseline: dict[str, Any] | None = field(default=None, repr=False)  # reusable: `train(monitor_baseline=)`
 
 
+def _history(result: TrainResult, config: TrainConfig, **_: Any) -> dict[str, Any]:
+    return {"model": config.model, "config": config.model_dump(mode="json"), "paths": {"run_dir": result.run_dir},
+            "metrics": {"steps": result.steps, "final_loss": result.final_loss, "seconds": result.seconds,
+                        "data": result.counts, "monitor": result.monitor}}
+
+
+@records("train", _history)
 def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = False, progress: bool = True,
           notify: Notify | None = None, monitor_baseline: dict[str, Any] | None = None) -> TrainResult:
     """Fine-tune `config.model` on `config.data` and write the run folder `config.out`.
@@ -244,7 +252,7 @@ def build_monitor(config: TrainConfig, tokenizer: Any, baseline: dict[str, Any] 
 
     m = config.monitor
     every = m.every or (math.ceil(config.max_steps / MONITOR_CHECKS) if config.max_steps else MONITOR_EVERY)
-    return ForgettingMonitor(tokenizer, select_probes(tokenizer, mc_items=m.mc_items, gen_items=m.gen_items),
+    return ForgettingMonitor(tokenizer, select_probes(mc_items=m.mc_items, gen_items=m.gen_items),
                              every=every, max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
                              early_stop=m.early_stop, baseline=baseline)
 

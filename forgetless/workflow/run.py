@@ -13,25 +13,25 @@ import copy
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from forgetless.compare import ForgettingReport, compare
+from forgetless.compare import ForgettingReport
 from forgetless.errors import ForgetlessError
-from forgetless.eval import EvalResult, EvalSettings, evaluate
-from forgetless.io import atomic_write_json, check_output_path
+from forgetless.eval import EvalResult, EvalSettings
+from forgetless.history import records
+from forgetless.io import check_output_path
 from forgetless.merge import DEFAULT_ALPHAS, SweepResult, sweep
 from forgetless.merge.saving import check_alpha
 from forgetless.merge.sweep import SWEEP_FILE
-from forgetless.models import load_model
 from forgetless.models.device import pick_device
 from forgetless.models.loading import LoadedModel
-from forgetless.suites import Suite
 from forgetless.train.data import read_records
 from forgetless.train.replay import replay_count
+from forgetless.workflow.pipeline import Evaluation, evaluate_base, train_and_compare
 from forgetless.workflow.suites import BUNDLED_DATA, BUNDLED_DOMAIN_SUITE, sweep_suites, workflow_suites
 
 Progress = Callable[[str, int, int], None]
@@ -135,6 +135,17 @@ def training_config(options: RunOptions, run_dir: Path, n_examples: int,
     return config
 
 
+def _history(summary: RunSummary, options: RunOptions, **_: Any) -> dict[str, Any]:
+    from forgetless.report.model import StrategyRow
+
+    headline = StrategyRow.from_comparison("run", summary.report).model_dump(  # the numbers a study row shows
+        mode="json", exclude={"name", "description", "curve", "categories", "command", "config", "seconds"})
+    return {"model": options.model, "config": asdict(options), "paths": {"out": summary.out, **summary.paths},
+            "metrics": {**headline, "train": summary.train, "seconds": summary.seconds,
+                        **({"sweep": summary.sweep.history_metrics()} if summary.sweep else {})}}
+
+
+@records("run", _history)
 def run(options: RunOptions, *, progress: Progress | None = None,
         notify: Callable[[str], None] | None = None) -> RunSummary:
     notify = notify or (lambda message: None)
@@ -146,44 +157,30 @@ def run(options: RunOptions, *, progress: Progress | None = None,
     records = read_records(options.data)  # the training data too: a malformed line fails now, not after an evaluation
     check_recovery(options)
     config = training_config(options, out / "train", len(records), notify)
-    settings = EvalSettings(batch_size=options.batch_size)
-    seconds: dict[str, float] = {}
+    evaluation = Evaluation(suites=suites, settings=EvalSettings(batch_size=options.batch_size),
+                            threshold=options.threshold, domain=suites[-1].name if domain else None)
     stages = 4 if options.budget is None else 5
 
     clock = time.perf_counter()
     notify(f"[1/{stages}] evaluating the base model {options.model}")
-    base = load_model(options.model)
-    before = evaluate(base, suites, settings=settings, progress=progress)
-    before.save(out / "before.json")
+    base, before = evaluate_base(options.model, evaluation, out, progress)
     del base
-    seconds["evaluate_before"] = time.perf_counter() - clock
+    seconds: dict[str, float] = {"evaluate_before": time.perf_counter() - clock}
 
-    from forgetless.train import train
-
-    clock = time.perf_counter()
     notify(f"[2/{stages}] training ({config.method}, replay {config.replay.fraction:g}, "
-           f"{len(config.regularizers)} regularizer(s), monitor {'on' if config.monitor else 'off'})")
-    result = train(config, progress=progress is not None, notify=notify)
-    seconds["train"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    notify(f"[3/{stages}] evaluating the fine-tuned model")
-    tuned = load_model(str(result.run_dir))
-    after = evaluate(tuned, suites, reference="base" if tuned.adapter else None, settings=settings, progress=progress)
-    after.save(out / "after.json")
-    seconds["evaluate_after"] = time.perf_counter() - clock
-
-    notify(f"[4/{stages}] comparing" + (" and writing the report" if options.budget is None else ""))
-    report = compare(before, after, threshold=options.threshold, training_data=config.data,
-                     domain_suites=[suites[-1].name] if domain else None)  # a path on the command line, a name here
-    atomic_write_json(out / "compare.json", report.model_dump(mode="json"))
+           f"{len(config.regularizers)} regularizer(s), monitor {'on' if config.monitor else 'off'}); "
+           f"[3/{stages}] evaluating and [4/{stages}] comparing follow")
+    outcome = train_and_compare(config, before, evaluation, out, progress=progress, notify=notify,
+                                train_progress=progress is not None)
+    seconds.update(outcome.seconds)
+    result, tuned, after, report = outcome.trained, outcome.tuned, outcome.after, outcome.report
 
     swept = None
     if options.budget is not None:
         clock = time.perf_counter()
         notify(f"[5/5] recovery: sweeping alphas {', '.join(f'{a:g}' for a in options.alphas)} "
                f"(budget {options.budget:g}) and writing the report")
-        swept = recover(options, tuned, suites, domain is not None, {0.0: before, 1.0: after}, settings, out, progress)
+        swept = recover(options, tuned, evaluation, {0.0: before, 1.0: after}, out, progress)
         seconds["recovery_sweep"] = time.perf_counter() - clock
         notify(f"recovery: {swept.reason}")
     del tuned
@@ -206,19 +203,18 @@ def check_recovery(options: RunOptions) -> None:
         check_alpha(float(alpha))
 
 
-def recover(options: RunOptions, tuned: LoadedModel, suites: list[Suite], has_domain: bool,
-            known: dict[float, EvalResult], settings: EvalSettings, out: Path,
-            progress: Progress | None) -> SweepResult:
+def recover(options: RunOptions, tuned: LoadedModel, evaluation: Evaluation, known: dict[float, EvalResult],
+            out: Path, progress: Progress | None) -> SweepResult:
     """The last stage: sweep theta(alpha) of the trained model and keep the best alpha inside the budget.
 
     LoRA scales the adapter, full fine-tuning interpolates the weights, in place. alpha 0 and 1 are
     the base and the tuned model, already evaluated (`known`): reused, not evaluated again.
     Writes OUT/sweep.json and, only when an alpha fits, the chosen model to OUT/recovered/.
     """
-    general, domain = sweep_suites(suites, suites[-1].name if has_domain else None)
+    general, domain = sweep_suites(evaluation.suites, evaluation.domain)
     result = sweep(options.model, tuned, alphas=options.alphas, budget=options.budget or 0.0,
                    general_suites=general, domain_suite=domain,
-                   settings=settings, out=out / "recovered", progress=progress, known=known)
+                   settings=evaluation.settings, out=out / "recovered", progress=progress, known=known)
     result.save(out / SWEEP_FILE)
     if result.chosen is None:  # sweep left only its sweep.json there: no model, so no folder
         shutil.rmtree(out / "recovered")

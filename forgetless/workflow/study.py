@@ -1,13 +1,14 @@
 """`forgetless demo`: the strategy study. Same base, same data, same step budget, six ways to fine-tune;
-what each one learned and what each one forgot, measured the same way, in one report.
+what each one learned and what each one forgot, measured the same way, in one report. Each strategy is
+a training config on top of `forgetless run`'s defaults, put through `forgetless run`'s own pipeline
+(`forgetless.workflow.pipeline`): a one-strategy study and a run with that config agree.
 
     from forgetless.workflow.study import StudyOptions, run_study
     result = run_study(StudyOptions(out="study", quick=True))
     result.recommended, result.paths["html"]
 
 Steps: evaluate the base ONCE (before.json) -> for each strategy: train into out/<key>/train,
-evaluate (a LoRA adapter merged into its weights; KL against the base kept in memory),
-compare with the base (out/<key>/compare.json) -> optional recovery: interpolate the aggressive
+evaluate and compare with the base (out/<key>/after.json, compare.json) -> optional recovery: interpolate the aggressive
 full fine-tune back towards the base (`forgetless.merge.sweep`) and pick the alpha inside the budget
 -> study.json and report.html/md/json.
 
@@ -18,6 +19,7 @@ largest domain gain among the `inconclusive` ones; when every strategy forgets, 
 
 from __future__ import annotations
 
+import copy
 import gc
 import platform
 import time
@@ -31,9 +33,11 @@ import yaml
 
 from forgetless.compare import ForgettingReport, compare
 from forgetless.errors import ForgetlessError
-from forgetless.eval import EvalResult, EvalSettings, evaluate
+from forgetless.eval import EvalResult, EvalSettings
+from forgetless.history import records
 from forgetless.io import atomic_write_json, check_output_path
-from forgetless.models import load_model
+from forgetless.workflow.pipeline import Evaluation, evaluate_base, train_and_compare
+from forgetless.workflow.run import DEFAULT_TRAINING
 from forgetless.workflow.suites import (
     BUNDLED_DATA,
     BUNDLED_DOMAIN_SUITE,
@@ -45,6 +49,7 @@ Progress = Callable[[str, int, int], None]
 Notify = Callable[[str], None]
 
 STUDY_FILE = "study.json"
+RUN_EVAL = EvalSettings()  # what `forgetless run` evaluates with
 
 
 @dataclass(frozen=True)
@@ -58,28 +63,35 @@ class Strategy:
 # no LoRA dropout (PEFT's default): 30 steps see each example at most once, so it has nothing to regularize,
 # and on a CPU it cost a third of a LoRA step (a masked copy of every adapted layer's input)
 LORA = {"method": "lora", "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}}
+# every strategy starts from `forgetless run`'s defaults; those that leave its protections out say so
+UNPROTECTED = {"replay": {"fraction": 0.0}, "regularizers": []}
 
 STRATEGIES: tuple[Strategy, ...] = (
     Strategy("aggressive-full", "aggressive full",
              "full fine-tuning, lr 3e-4 constant, no warm-up, no protection (the `aggressive` preset)",
-             {"method": "full", "preset": "aggressive", "learning_rate": 3e-4}),
+             {"method": "full", "preset": "aggressive", "learning_rate": 3e-4, **UNPROTECTED}),
     Strategy("safe-full", "safe full",
              "full fine-tuning, lr 2e-5 with warm-up and cosine decay (the `safe`/`balanced` range)",
-             {"method": "full", "preset": "safe", "learning_rate": 2e-5}),
+             {"method": "full", "preset": "safe", "learning_rate": 2e-5, **UNPROTECTED}),
     Strategy("full-ewc", "full + EWC",
              "full fine-tuning at the aggressive lr 3e-4, plus EWC (weight 100, mean-normalised Fisher on "
              "32 general examples): isolates what EWC alone protects",
              {"method": "full", "preset": "aggressive", "learning_rate": 3e-4,
               "regularizers": [{"name": "ewc", "weight": 100.0, "fisher_max_examples": 32}],
-              "replay": {"reference_examples": 32}}),
+              "replay": {"fraction": 0.0, "reference_examples": 32}}),
     Strategy("lora", "LoRA", "LoRA r 16 on all linear layers, lr 3e-4, base frozen",
-             {**LORA, "learning_rate": 3e-4}),
+             {**LORA, "learning_rate": 3e-4, **UNPROTECTED}),
     Strategy("lora-replay", "LoRA + replay", "LoRA as above, with 25% bundled general examples in the mix",
-             {**LORA, "learning_rate": 3e-4, "replay": {"fraction": 0.25, "source": "bundled"}}),
-    Strategy("lora-kl", "LoRA + KL", "LoRA as above, plus a KL(base || tuned) penalty (beta 0.5) on the "
-             "training tokens", {**LORA, "learning_rate": 3e-4, "regularizers": [{"name": "kl", "weight": 0.5}]}),
+             {**LORA, "learning_rate": 3e-4, "replay": {"fraction": 0.25, "source": "bundled"}, "regularizers": []}),
+    Strategy("run-defaults", "forgetless run defaults",
+             "what `forgetless run` trains: LoRA r 16 at lr 3e-3, 25% self-replay (the base's own answers) with "
+             "a KL term (0.5) on those examples only", {}),
+    Strategy("lora-kl", "LoRA + KL", "LoRA as above at lr 3e-4, plus a KL(base || tuned) penalty (beta 0.5) on "
+             "every training token", {**LORA, "learning_rate": 3e-4, "replay": {"fraction": 0.0},
+                                      "regularizers": [{"name": "kl", "weight": 0.5}]}),
 )
 STRATEGY_KEYS = tuple(s.key for s in STRATEGIES)
+DEFAULT_STRATEGIES = tuple(k for k in STRATEGY_KEYS if k != "lora-kl")  # lora-kl: on request
 RECOVERY_NAME = "aggressive full + recovery"
 
 
@@ -89,7 +101,7 @@ class StudyOptions:
     out: str = "runs/forgetless-study"
     quick: bool = False  # tiny budget for smoke tests: 4 steps, 12 items per type, shorter replies
     steps: int | None = None  # optimizer steps per strategy (default 30; quick 4)
-    per_type: int | None = None  # items per type per suite (default 55; quick 12; 0 = whole suites)
+    per_type: int | None = None  # items per type per suite (default 50, as `forgetless run`; quick 12; 0 = all)
     batch_size: int = 8  # training examples per step
     max_length: int = 96
     seed: int = 0
@@ -97,25 +109,26 @@ class StudyOptions:
     # recovery: the largest general drop the chosen alpha may have, on the upper end of its 95% CI. With 55 items
     # per type that interval is about +-10 pp wide, so a smaller budget cannot be certified (use --items 0).
     budget: float = 0.10
-    strategies: tuple[str, ...] = STRATEGY_KEYS  # keys of STRATEGIES, in order
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES  # keys of STRATEGIES, in order
     recover: bool = True  # interpolation recovery of the aggressive full fine-tune (needs forgetless.merge)
     alphas: tuple[float, ...] | None = None  # recovery grid (default 0.25, 0.5; quick 0.5)
     eval_batch_size: int = 64
-    max_new_tokens: int | None = None  # open answers (default 32; quick 24)
-    check_max_new_tokens: int | None = None  # checklist replies (default 128; quick 64)
+    max_new_tokens: int | None = None  # open answers (default: as `forgetless run`; quick 24)
+    check_max_new_tokens: int | None = None  # checklist replies (default: as `forgetless run`; quick 64)
     samples: int = 4  # general questions shown with base vs aggressive replies
 
     def resolved(self) -> StudyOptions:
         steps = self.steps or (4 if self.quick else 30)
-        per_type = (12 if self.quick else 55) if self.per_type is None else (self.per_type or None)
+        per_type = (12 if self.quick else 50) if self.per_type is None else (self.per_type or None)
         alphas = self.alphas or ((0.5,) if self.quick else (0.25, 0.5))
         unknown = [k for k in self.strategies if k not in STRATEGY_KEYS]
         if unknown:
             raise ForgetlessError(f"unknown strategy {unknown}", hint=f"choose from {', '.join(STRATEGY_KEYS)}")
         return StudyOptions(**{**asdict(self), "steps": steps, "per_type": per_type, "alphas": tuple(alphas),
                                "strategies": tuple(self.strategies),
-                               "max_new_tokens": self.max_new_tokens or (24 if self.quick else 32),
-                               "check_max_new_tokens": self.check_max_new_tokens or (64 if self.quick else 128)})
+                               "max_new_tokens": self.max_new_tokens or (24 if self.quick else RUN_EVAL.max_new_tokens),
+                               "check_max_new_tokens": self.check_max_new_tokens
+                               or (64 if self.quick else RUN_EVAL.check_max_new_tokens)})
 
 
 @dataclass
@@ -136,19 +149,17 @@ class StudyResult:
 
 
 def strategy_config(strategy: Strategy, options: StudyOptions) -> dict[str, Any]:
-    """The shared budget (steps, batch, length, data, seed, monitor) + the strategy's own keys."""
+    """`forgetless run`'s defaults, the shared budget (steps, batch, length, data, seed, monitor), then the
+    strategy's own keys (each section whole)."""
     steps = options.steps or 1
     monitor = {"every": max(1, steps // 2), "mc_items": 8 if options.quick else 20,
                "gen_items": 2 if options.quick else 8}
-    base: dict[str, Any] = {
+    budget: dict[str, Any] = {
         "model": options.model, "data": BUNDLED_DATA, "max_steps": steps, "batch_size": options.batch_size,
         "max_length": options.max_length, "warmup_ratio": 0.05, "seed": options.seed, "monitor": monitor,
         "save_steps": steps * 10, "save_total_limit": 1, "logging_steps": max(1, steps // 10),
     }
-    merged = {**base, **strategy.config}
-    if "replay" in strategy.config:
-        merged["replay"] = dict(strategy.config["replay"])
-    return merged
+    return copy.deepcopy({**DEFAULT_TRAINING, **budget, **strategy.config})
 
 
 def _write_config(strategy: Strategy, options: StudyOptions, folder: Path) -> tuple[Any, str, Path]:
@@ -194,6 +205,7 @@ def choose_recommended(rows: list[Any]) -> tuple[str | None, str]:
 
 def _samples(before: EvalResult, after: EvalResult | None, n: int, label: str) -> list[Any]:
     """General questions with the base's and the aggressive model's open replies; lost answers first."""
+    from forgetless.compare.metrics import outcome
     from forgetless.report import Sample
     from forgetless.report.model import question_text
 
@@ -205,8 +217,7 @@ def _samples(before: EvalResult, after: EvalResult | None, n: int, label: str) -
         other = after_by.get(it.key)
         if it.suite != "general" or other is None or it.reply is None or other.reply is None:
             continue
-        b, a = it.open_correct if it.type == "mc" else it.correct, \
-            other.open_correct if other.type == "mc" else other.correct
+        b, a = outcome(it, "behaviour"), outcome(other, "behaviour")
         note = "lost" if b and not a else "gained" if a and not b else "still right" if a else "still wrong"
         rank = {"lost": 0, "still right": 1, "gained": 2, "still wrong": 3}[note]
         expected = it.choices[it.answer] if it.choices and it.answer is not None else None
@@ -258,11 +269,20 @@ def _recover(options: StudyOptions, base: Any, tuned_dir: Path, suites: list[Any
     return report_sweep, data, row, note
 
 
+ROW_DETAILS = {"name", "description", "curve", "categories", "command", "config"}  # kept out of the run history
+
+
+def _history(result: StudyResult, options: StudyOptions, **_: Any) -> dict[str, Any]:
+    return {"model": options.model, "config": asdict(options), "paths": {"out": result.out, **result.paths},
+            "metrics": {"recommended": result.recommended, "seconds": result.seconds,
+                        "strategies": {r.name: r.model_dump(mode="json", exclude=ROW_DETAILS) for r in result.rows}}}
+
+
+@records("demo", _history)
 def run_study(options: StudyOptions, progress: Progress | None = None,
               notify: Notify | None = None) -> StudyResult:
     """Run every strategy on the same budget against one base evaluation; write study.json and the report."""
     from forgetless.report import StrategyRow
-    from forgetless.train import train
 
     notify = notify or (lambda message: None)
     options = options.resolved()
@@ -280,9 +300,9 @@ def run_study(options: StudyOptions, progress: Progress | None = None,
 
     clock = time.perf_counter()
     notify(f"[1/{total}] evaluating the base model {options.model} (once, for every strategy)")
-    base = load_model(options.model)
-    before = evaluate(base, suites, settings=settings, progress=_stage("base", progress))
-    before.save(out / "before.json")
+    evaluation = Evaluation(suites=suites, settings=settings, threshold=options.threshold,
+                            domain=BUNDLED_DOMAIN_SUITE)
+    base, before = evaluate_base(options.model, evaluation, out, _stage("base", progress))
     seconds["evaluate base"] = time.perf_counter() - clock
 
     rows: list[Any] = []
@@ -296,34 +316,22 @@ def run_study(options: StudyOptions, progress: Progress | None = None,
         config, text, config_path = _write_config(strategy, options, folder)
         configs[f"{strategy.key}/train-config.yaml"] = text
         notify(f"[{i}/{total}] {strategy.name}: training {options.steps} steps ({strategy.description})")
-        clock = time.perf_counter()
-        trained = train(config, progress=False, notify=notify, monitor_baseline=monitor_baseline)
-        monitor_baseline = trained.monitor_baseline  # every strategy starts from the same base, probes alike
-        train_s = time.perf_counter() - clock
-        clock = time.perf_counter()
-        notify(f"[{i}/{total}] {strategy.name}: evaluating")
-        tuned = load_model(str(trained.run_dir))
-        if tuned.adapter:  # merged, a LoRA model decodes through plain weights: 20% faster evaluation on a CPU
-            tuned.model = tuned.model.merge_and_unload()
-            tuned.info["adapter_merged"] = True
-        after = evaluate(tuned, suites, reference=base, settings=settings, progress=_stage(strategy.name, progress))
-        del tuned
-        _free()
-        after.save(folder / "after.json")
-        eval_s = time.perf_counter() - clock
-        report = compare(before, after, threshold=options.threshold, training_data=BUNDLED_DATA,
-                         domain_suites=[BUNDLED_DOMAIN_SUITE])
-        atomic_write_json(folder / "compare.json", report.model_dump(mode="json"))
+        outcome = train_and_compare(config, before, evaluation, folder, progress=_stage(strategy.name, progress),
+                                    notify=notify, monitor_baseline=monitor_baseline)
+        monitor_baseline = outcome.trained.monitor_baseline  # every strategy starts from the same base, probes alike
+        report, train_s, eval_s = outcome.report, outcome.seconds["train"], outcome.seconds["evaluate_after"]
         reports[strategy.name] = report
         seconds[f"{strategy.name}: train"] = train_s
         seconds[f"{strategy.name}: evaluate"] = eval_s
         rows.append(StrategyRow.from_comparison(
             strategy.name, report, description=strategy.description,
-            curve=(trained.monitor or {}).get("points") or [],
+            curve=(outcome.trained.monitor or {}).get("points") or [],
             command=f"forgetless train {config_path} --out {folder / 'train'}", config=text,
             seconds=round(train_s + eval_s, 1)))
         if strategy.key == "aggressive-full":
-            aggressive_after, aggressive_dir = after, trained.run_dir
+            aggressive_after, aggressive_dir = outcome.after, outcome.trained.run_dir
+        del outcome
+        _free()
         notify(f"    {strategy.name}: verdict {report.verdict} ({train_s:.0f}s train, {eval_s:.0f}s eval)")
 
     report_sweep, sweep_data, recovery_note = None, None, ""

@@ -173,3 +173,31 @@ def test_verbosity_sets_our_logger_and_transformers(argv, env, level, library, q
     assert transformers.utils.logging.get_verbosity() == library
     assert state["quiet"] is quiet
     transformers.utils.logging.set_verbosity_error()
+
+
+def test_python_api_runs_are_recorded_and_inner_calls_belong_to_the_outer_one(db, suite, tiny_model_dir):
+    """`forgetless.evaluate` from Python is recorded like `forgetless eval`; an evaluation made inside another
+    recorded call (a run's, a sweep's, the monitor's) is part of that run and not recorded on its own."""
+    import forgetless
+    from forgetless.eval import EvalSettings
+    from forgetless.history import called_as, records
+
+    loaded = forgetless.load_model(str(tiny_model_dir))
+    settings = EvalSettings(batch_size=4, max_new_tokens=4)
+    result = forgetless.evaluate(loaded, [str(suite)], settings=settings)
+    (alone,) = list_runs()
+    assert alone.kind == "eval" and alone.model == str(tiny_model_dir) and alone.command is None
+    assert alone.config["suites"] == [str(suite)] and alone.config["batch_size"] == 4
+    assert alone.metrics == {"mini": result.summary["mini"]["overall"]}
+
+    @records("sweep", lambda value, *args, **kwargs: {"model": "outer", "metrics": {"value": value}})
+    def outer() -> int:
+        forgetless.evaluate(loaded, [str(suite)], settings=settings)
+        forgetless.evaluate(loaded, [str(suite)], settings=settings)
+        return 7
+
+    with called_as(out=db.parent / "somewhere"):
+        assert outer() == 7
+    latest, first = list_runs()
+    assert first.id == alone.id and latest.kind == "sweep" and latest.metrics == {"value": 7}
+    assert latest.paths == {"out": str(db.parent / "somewhere")}

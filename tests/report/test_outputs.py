@@ -123,3 +123,22 @@ def test_page_is_self_contained(comparison, study):
         assert " src=" not in page
         assert set(re.findall(r'href="([^"#][^"]*)"', page)) == set()  # only in-page anchors
         assert set(re.findall(r"https?://[^\s\"'<]+", page)) <= {"http://www.w3.org/2000/svg"}
+
+
+def test_a_study_headline_says_whose_numbers_the_cards_show(study):
+    """The cards show the recommended strategy against the first (unprotected) one, and say so; with none
+    recommended they say whose numbers they are instead of showing them as the result."""
+    from forgetless.report.html import key_caption, key_numbers
+
+    chosen, first = study.strategy("LoRA + replay 25%"), study.strategies[0]
+    cards = {k.label: k for k in key_numbers(study)}
+    assert cards["Domain gain"].value == pp(chosen.domain_gain.value)
+    assert cards["Domain gain"].detail.endswith(f"full fine-tune: {pp(first.domain_gain.value)}")
+    assert cards["General behaviour drop"].detail.endswith(f"full fine-tune: {pp(first.behaviour_drop.value)}")
+    assert key_caption(study) == ("The recommended strategy, LoRA + replay 25%; in each card's last line, "
+                                  "full fine-tune for contrast.")
+    none = study.model_copy(update={"recommended": None})
+    assert key_caption(none) == "No strategy is recommended. The numbers below are full fine-tune's."
+    assert key_numbers(none)[0].value == pp(first.domain_gain.value) and "·" not in key_numbers(none)[0].detail
+    page = html.unescape(render_html(none))
+    assert "No strategy is recommended. The numbers below are full fine-tune's." in page

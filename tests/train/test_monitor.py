@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from forgetless.suites import load_suite
 from forgetless.train import load_config, train
-from forgetless.train.monitor import ForgettingMonitor, select_probes
+from forgetless.train.monitor import ForgettingMonitor, evaluate_probes, select_probes
 
 
 def _config(tmp_path, data, model, extra: str):
@@ -37,10 +38,32 @@ def domain_file(tmp_path):
     return path
 
 
-def test_probes_are_a_spread_of_the_general_suite(smollm2):
-    probes = select_probes(smollm2.tokenizer, mc_items=20, gen_items=5)
-    assert len(probes.contexts) == 20 and len(probes.open_items) == 5
-    assert len({it.category for it in probes.open_items}) >= 2 and probes.kl_texts
+def test_probes_are_a_spread_of_the_general_suite():
+    probes = select_probes(mc_items=20, gen_items=5)
+    assert len(probes.asked) == 5 and len(probes.closed) == 15
+    assert {it.type for it in [*probes.asked, *probes.closed]} == {"mc"}
+    assert len({it.category for it in probes.asked}) >= 2 and probes.kl_texts
+    assert {it.key for it in probes.asked} <= {f"general/{it.id}" for it in load_suite("general")}
+
+
+def test_the_last_point_equals_an_evaluation_of_the_final_model(tmp_path, domain_file):
+    """The monitor reads compare's measures off the evaluation engine: the final model, loaded back from the
+    run folder and evaluated on the same probes, scores exactly the last point (the real model, LoRA)."""
+    from forgetless.compare.metrics import mean_outcome
+    from forgetless.eval import EvalSettings
+    from forgetless.models import load_model
+
+    config = _config(tmp_path, domain_file, "smollm2-135m", "monitor: {every: 2, mc_items: 8, gen_items: 4}")
+    config = config.model_copy(update={"method": "lora", "learning_rate": 3e-3, "max_steps": 2})
+    result = train(config, progress=False)
+    last = result.monitor["points"][-1]
+    assert last["step"] == 2
+    final = load_model(str(result.run_dir))
+    items = evaluate_probes(final.model, final.tokenizer, select_probes(mc_items=8, gen_items=4), EvalSettings())
+    assert len(items) == 8 and sum(it.reply is not None for it in items) == 4
+    assert last["knowledge_acc"] == round(mean_outcome(items, "knowledge"), 4)
+    assert last["behaviour_acc"] == round(mean_outcome(items, "behaviour"), 4)
+    assert 0 < last["knowledge_acc"] and 0 < result.monitor["points"][0]["behaviour_acc"]  # real numbers, not 0s
 
 
 def test_monitor_logs_a_curve_and_stops_at_the_budget(tmp_path, domain_file, tiny_model_dir):
@@ -63,7 +86,7 @@ def test_early_stop_restores_the_last_weights_inside_the_budget(tiny_model_dir):
 
     loaded = load_model(str(tiny_model_dir))
     before = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
-    monitor = ForgettingMonitor(loaded.tokenizer, select_probes(loaded.tokenizer, mc_items=4, gen_items=2),
+    monitor = ForgettingMonitor(loaded.tokenizer, select_probes(mc_items=4, gen_items=2),
                                 every=1, max_kl=0.0, early_stop=True)
 
     class State:

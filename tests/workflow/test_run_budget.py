@@ -17,6 +17,7 @@ from forgetless.errors import ForgetlessError
 from forgetless.eval import EvalResult, EvalSettings
 from forgetless.merge import MERGE_FILE
 from forgetless.models import load_model
+from forgetless.workflow.pipeline import Evaluation
 from forgetless.workflow.run import RunOptions, recover, run
 from forgetless.workflow.suites import workflow_suites
 
@@ -85,8 +86,8 @@ def test_no_alpha_within_budget_keeps_no_model(swept, tiny_model_dir, tmp_path):
     before, after = (EvalResult.load(swept.out / name) for name in ("before.json", "after.json"))
     tuned = load_model(swept.train["run_dir"])
     options = RunOptions(model=str(tiny_model_dir), out=str(tmp_path), per_type=2, budget=0.0, alphas=(1.0,))
-    result = recover(options, tuned, workflow_suites("domain", 2), True,
-                     {0.0: general(before, True), 1.0: general(after, False)}, settings=SHORT(batch_size=8),
+    evaluation = Evaluation(suites=workflow_suites("domain", 2), settings=SHORT(batch_size=8), domain="domain")
+    result = recover(options, tuned, evaluation, {0.0: general(before, True), 1.0: general(after, False)},
                      out=tmp_path, progress=None)
     assert result.row(1.0).general_drop_high > 0 and result.row(1.0).eval_seconds == 0
     assert result.chosen is None and "no alpha" in result.reason

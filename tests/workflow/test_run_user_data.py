@@ -50,7 +50,7 @@ def test_every_option_is_checked_before_the_first_evaluation(tiny_model_dir, tmp
     def no_evaluation(*args, **kwargs):
         raise AssertionError("evaluated before the options were checked")
 
-    monkeypatch.setattr("forgetless.workflow.run.evaluate", no_evaluation)
+    monkeypatch.setattr("forgetless.workflow.pipeline.evaluate", no_evaluation)
     monkeypatch.setenv("COLUMNS", "1000")
     args = ["run", "--model", str(tiny_model_dir), "--data", str(SMALL), "--domain-suite", str(HELDOUT),
             "--out", str(tmp_path / "run")]
