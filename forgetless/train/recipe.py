@@ -438,6 +438,8 @@ def fit_time_budget(trainer: ForgetlessTrainer, config: TrainConfig, stream: lis
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         per_step = seconds_per_batch(step, batches) * accumulation if len(batches) > 1 else 0.0
+    if trainer.accelerator.num_processes > 1:  # every process must stop at the same step: the slowest decides
+        per_step = float(trainer.accelerator.gather(torch.tensor([per_step], device=device)).max())
     model.zero_grad(set_to_none=True)
     trainer.reset_penalty_logs()
     steps = steps_within(config.max_seconds, per_step, planned)

@@ -55,8 +55,8 @@ DEFAULT_TRAINING: dict[str, Any] = {
 PASSES = 4  # over the user's examples (replay grows with them)
 MIN_STEPS = 60  # a small file still gets enough updates to be learned
 # On a CPU, the optimizer steps' share of a run meant to end within 15 minutes on 2 cores without AMX
-# (evaluations, self-replay and the monitor take the rest: about 6 minutes); timed per machine (`max_seconds`)
-CPU_TRAIN_SECONDS = 480
+# (evaluations, self-replay and the monitor take the rest: about 5 minutes); timed per machine (`max_seconds`)
+CPU_TRAIN_SECONDS = 560
 
 
 def training_steps(n_examples: int, replay_fraction: float, batch_size: int, accumulation: int = 1) -> tuple[int, str]:

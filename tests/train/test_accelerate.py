@@ -94,3 +94,15 @@ def test_only_the_main_process_writes_and_reports(runs):
     assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((run_dir / "forgetless-run.json").read_text())["steps"] == 4
     assert runs["stdout"].count('"run_dir"') == 1  # one JSON summary, not one per process
+
+
+def test_a_time_budget_stops_every_process_at_one_count(tiny_model_dir, tmp_path):
+    """Each process times its own steps; the slowest one's time decides for all, or they would wait for
+    each other at the end. A budget too short for one step: both stop after exactly one."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**settings(tiny_model_dir), "batch_size": 2, "max_steps": 6,
+                                      "max_seconds": 1e-9}))
+    done = launch_two_processes(config, tmp_path / "ddp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "forgetless-run.json").read_text())["steps"] == 1
+    assert yaml.safe_load((tmp_path / "ddp" / "config.yaml").read_text())["max_steps"] == 1
