@@ -12,6 +12,9 @@ model never has to write. The conversation is rendered with the chat template, c
 assistant turn, and the pieces tokenized separately — so the prompt tokens are exactly those the
 model sees at inference (prompt rendered with the generation header, answer generated after it),
 and the labelled tokens are exactly the answer plus the end-of-turn token.
+
+A model without a chat template (a base model) is evaluated on plain "Question: ...\nAnswer:" prompts
+(`eval.prompts`), so its single-turn records train in that same form: the prompt, then " answer" and EOS.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Iterable
 import torch
 
 from forgetless.errors import ForgetlessError
+from forgetless.eval.prompts import continuation_text, encode, encode_start, has_chat_template, render_prompt
 from forgetless.io import read_jsonl, resolve_data_path
 from forgetless.lint import Boilerplate, strip_boilerplate
 from forgetless.registry import did_you_mean
@@ -165,9 +169,6 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: b
 
 def chat_segments(tokenizer: Any, messages: list[dict[str, str]], where: str) -> list[tuple[str, bool]]:
     """Split a rendered conversation into (text, is_assistant_turn) pieces, in order."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ForgetlessError("the model's tokenizer has no chat template", where=where,
-                              hint="train on raw {\"text\": ...} records, or pick an instruct model")
     full = _render(tokenizer, messages, False)
     segments: list[tuple[str, bool]] = []
     done = 0  # characters of `full` already placed in a segment
@@ -207,6 +208,21 @@ def encode_chat(tokenizer: Any, messages: list[dict[str, str]], where: str,
     return ids, labels
 
 
+def encode_plain(tokenizer: Any, messages: list[dict[str, str]], where: str,
+                 label_end: bool = True) -> tuple[list[int], list[int]]:
+    """Token ids and labels of a single-turn record for a model without a chat template, exactly as the
+    evaluation asks it: the plain prompt (BOS by the tokenizer's convention), then the answer with EOS."""
+    if [m["role"] for m in messages] != ["user", "assistant"]:
+        raise ForgetlessError("the model's tokenizer has no chat template, so only single-turn records (one user "
+                              "turn, one answer, no system turn) can be trained", where=where,
+                              hint="use prompt/response or raw {\"text\": ...} records, or pick an instruct model")
+    prompt = encode_start(tokenizer, render_prompt(tokenizer, messages[0]["content"]))
+    answer = encode(tokenizer, continuation_text(tokenizer, messages[1]["content"]))
+    if label_end and tokenizer.eos_token_id is not None:  # a cut-off reply gets no end
+        answer = answer + [tokenizer.eos_token_id]
+    return prompt + answer, [IGNORE_INDEX] * len(prompt) + answer
+
+
 def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
     ids = tokenizer(text, add_special_tokens=True)["input_ids"]
     if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
@@ -221,9 +237,11 @@ def tokenize_records(records: Iterable[Record], tokenizer: Any, max_length: int)
     for record in records:
         if record.format == "text":
             ids, labels = encode_text(tokenizer, record.data["text"])
-        else:
+        elif has_chat_template(tokenizer):
             ids, labels = encode_chat(tokenizer, as_messages(record), record.where, end_ids,
                                       label_end=not record.open_end)
+        else:
+            ids, labels = encode_plain(tokenizer, as_messages(record), record.where, label_end=not record.open_end)
         if len(ids) > max_length:
             out.truncated += 1
             ids, labels = ids[:max_length], labels[:max_length]

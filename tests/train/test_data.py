@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from transformers import AutoTokenizer
 
 from forgetless.errors import ForgetlessError
+from forgetless.eval.prompts import PLAIN_TEMPLATE, encode
 from forgetless.io import resolve_data_path
 from forgetless.models.loading import resolve
 from forgetless.train.data import (
@@ -56,6 +58,33 @@ def test_multi_turn_messages_learn_every_assistant_turn(tokenizer, tmp_path):
     eos = tokenizer.eos_token
     assert labelled_text(tokenizer, example) == f"Hello!{eos}Goodbye.{eos}"
     assert "Be brief" not in labelled_text(tokenizer, example)
+
+
+@pytest.fixture(scope="module")
+def base_tokenizer(tokenizer):
+    """A base model's tokenizer: no chat template, BOS added by convention (Llama, Gemma)."""
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template, tok.add_bos_token = None, True
+    return tok
+
+
+def test_without_a_chat_template_records_train_as_the_plain_prompt_is_evaluated(base_tokenizer, tmp_path):
+    tok = base_tokenizer
+    path = jsonl(tmp_path, [{"prompt": "What is the capital of France?", "response": "Paris."}], "pr.jsonl")
+    example = tokenize_records(read_records(path), tok, 256).examples[0]
+    prompt = [tok.bos_token_id, *encode(tok, PLAIN_TEMPLATE.format(question="What is the capital of France?"))]
+    answer = [*encode(tok, " Paris."), tok.eos_token_id]
+    assert example["input_ids"] == prompt + answer
+    assert example["labels"] == [IGNORE_INDEX] * len(prompt) + answer
+
+
+def test_without_a_chat_template_multi_turn_records_are_refused_with_their_line(base_tokenizer, tmp_path):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}]
+    path = jsonl(tmp_path, [{"messages": messages[1:]}, {"messages": messages}])
+    with pytest.raises(ForgetlessError) as e:
+        tokenize_records(read_records(path), base_tokenizer, 256)
+    assert f"{path}:2" in str(e.value) and "no chat template" in str(e.value)
 
 
 def test_raw_text_learns_every_token_and_truncates(tokenizer, tmp_path):
