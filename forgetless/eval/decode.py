@@ -8,7 +8,7 @@ This holds for caches whose every layer is a plain growing key/value store (full
 Qwen, Phi-3, OLMo 2, SmolLM2...). Sliding-window layers (Gemma 2/3, Mistral) and other kinds keep
 more state than keys and values, and mask against it; for such a model (`reuses_cache` is False)
 the callers take the exact path instead: one plain forward per context and choice, and
-`model.generate` per prompt. Slower, never a wrong number.
+`model.generate` per batch. Slower, never a wrong number.
 """
 
 from __future__ import annotations
@@ -50,14 +50,17 @@ def reuses_cache(model: Any) -> bool:
 @torch.no_grad()
 def generate_exact(model: Any, rows: Sequence[Sequence[int]], *, max_new_tokens: int, eos_ids: Sequence[int],
                    pad_id: int) -> list[list[int]]:
-    """Greedy tokens after each row by `model.generate`, one row at a time (no padding), eos excluded."""
+    """Greedy tokens after each row by `model.generate` on the left-padded batch, eos excluded. The model
+    builds its own masks (sliding windows included) from the attention mask, and left padding moves no real
+    token further from another, so each row gets what it would get alone."""
     device, stop = next(model.parameters()).device, set(eos_ids)
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad_id] * (width - len(row)) + list(row) for row in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long, device=device)
+    new = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=list(eos_ids), pad_token_id=pad_id)[:, width:]
     out = []
-    for row in rows:
-        ids = torch.tensor([list(row)], dtype=torch.long, device=device)
-        new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             do_sample=False, eos_token_id=list(eos_ids), pad_token_id=pad_id)[0, ids.shape[1]:]
-        tokens = new.tolist()
+    for tokens in new.tolist():
         end = next((i for i, t in enumerate(tokens) if t in stop), len(tokens))
         out.append(tokens[:end])
     return out

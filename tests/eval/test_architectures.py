@@ -62,8 +62,8 @@ def test_scores_and_replies_equal_the_plain_model(name, prompts, tokenizers):
     contexts, choices = [render_prompt(tok, it.question) for it in items], [it.choices for it in items]
     reference = score_multiple_choice_bruteforce(model, tok, contexts, choices)
     rows = [encode_start(tok, c) for c in contexts]
-    generated = generate_exact(model, rows, max_new_tokens=NEW_TOKENS, eos_ids=eos_ids_of(model, tok),
-                               pad_id=pad_id_of(tok))  # model.generate, one prompt at a time
+    generated = [generate_exact(model, [row], max_new_tokens=NEW_TOKENS, eos_ids=eos_ids_of(model, tok),
+                                pad_id=pad_id_of(tok))[0] for row in rows]  # model.generate, one prompt at a time
     expected_replies = [tok.decode(t, skip_special_tokens=True).strip() for t in generated]
     for batch_size in (1, 16):
         for open_ended in (False, True):
