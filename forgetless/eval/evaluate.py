@@ -41,6 +41,7 @@ class EvalSettings:
     max_text_tokens: int = 512
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    lm_eval_limit: int | None = None  # lm-eval tasks: the first N documents of each (GSM8K has 1319); None = all
 
 
 def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Progress | None) -> list[ItemResult]:
@@ -199,4 +200,5 @@ def evaluate(model: LoadedModel, suites: Sequence[Any] = DEFAULT_SUITES, *,
         training=model.training, items=items)
     if lm_tasks is None:
         return result
-    return bridge.combine(result, bridge.evaluate_lm_eval(model, lm_tasks, batch_size=s.batch_size))
+    return bridge.combine(result, bridge.evaluate_lm_eval(model, lm_tasks, batch_size=s.batch_size,
+                                                          limit=s.lm_eval_limit))

@@ -1,5 +1,11 @@
 """Bridge to lm-evaluation-harness: suites out as lm-eval tasks, lm-eval tasks in as per-item results.
 
+Two kinds of task come in. A `multiple_choice` task (MMLU, ARC) gives mc items: knowledge. A
+`generate_until` task (GSM8K, IFEval) gives gen items: behaviour, each item correct when the task's
+own first metric after its first filter says so (GSM8K: exact_match after strict-match; IFEval:
+prompt-level strict accuracy), with every other metric, filter and instruction kept as the item's
+checks. Generation is lm-eval's own loop, so the replies are lm-eval's.
+
 Export writes a suite's mc items with each context already rendered by the model's chat template
 and each choice as forgetless scores it, so lm-eval asks exactly what forgetless asks. Running goes
 through lm-eval's own `simple_evaluate` with per-sample logging; every sample becomes an
@@ -33,7 +39,7 @@ from forgetless.errors import ForgetlessError
 from forgetless.eval.evaluate import LM_EVAL_PREFIX
 from forgetless.eval.loglik import make_score
 from forgetless.eval.prompts import continuation_text, encode, render_prompt, template_fingerprint
-from forgetless.eval.results import EvalResult, ItemResult, SuiteRecord
+from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteRecord
 from forgetless.eval.summary import summarize
 from forgetless.io import atomic_write_text, write_jsonl
 from forgetless.models.loading import LoadedModel
@@ -43,6 +49,7 @@ from forgetless.versions import library_versions
 PREFIX = LM_EVAL_PREFIX  # `forgetless eval --suite lm-eval:TASK[,TASK...]`
 INSTALL = "lm-eval is not installed: pip install 'forgetless[lm-eval]'"
 EXPORT_FORMAT = 1  # the `metadata.version` of exported tasks
+PER_ITEM = ("multiple_choice", "generate_until")  # the lm-eval output types that become items
 LEFT_OUT = {"gen": "open generation is scored by `forgetless eval`",
             "check": "declarative checks have no lm-eval equivalent",
             "text": "perplexity and KL are scored by `forgetless eval`"}
@@ -177,10 +184,28 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-def _load_one(manager: Any, spec: str, path: Path | None) -> dict[str, Any]:
-    """`{leaf task name: Task}` for one task, group or tag; only multiple_choice tasks pass."""
+class _AnyTagLoader(yaml.SafeLoader):
+    """Reads a task YAML's plain keys; lm-eval's own tags (`!function`) become None."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _group_name(path: Path) -> str | None:
+    """The group a YAML file defines: lm-eval loads a group by its name (by its path it fails)."""
     try:
-        leaves = manager.load([str(path) if path else spec])["tasks"]
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # lm-eval's own loading reports it
+    group = config.get("group") if isinstance(config, dict) else None
+    return group if isinstance(group, str) and "task" in config else None
+
+
+def _load_one(manager: Any, spec: str, path: Path | None) -> dict[str, Any]:
+    """`{leaf task name: Task}` for one task, group or tag; only tasks with a per-item outcome pass."""
+    group = _group_name(path) if path else None
+    try:
+        leaves = manager.load([group or str(path or spec)])["tasks"]
     except KeyError:
         close = difflib.get_close_matches(spec, manager.all_tasks, n=1)
         raise ForgetlessError(f"unknown lm-eval task '{spec}'",
@@ -193,9 +218,10 @@ def _load_one(manager: Any, spec: str, path: Path | None) -> dict[str, Any]:
                                    "local files") from None
     for name, task in leaves.items():
         kind = task.config.output_type
-        if kind != "multiple_choice":
-            raise ForgetlessError(f"lm-eval task '{name}' is {kind}: forgetless turns only multiple_choice tasks "
-                                  "into per-item results", hint="run that task with lm-eval itself")
+        if kind not in PER_ITEM:
+            raise ForgetlessError(f"lm-eval task '{name}' is {kind}: forgetless turns only multiple_choice and "
+                                  "generate_until tasks into per-item results",
+                                  hint="run that task with lm-eval itself")
         if getattr(task, "multiple_input", 0):
             raise ForgetlessError(f"lm-eval task '{name}' has one context per choice (like winogrande), which "
                                   "forgetless results cannot hold", hint="run that task with lm-eval itself")
@@ -222,14 +248,19 @@ def load_tasks(specs: Sequence[str]) -> LmEvalTasks:
     where: dict[str, str | None] = {}
     for spec in specs:
         leaves = _load_one(manager, spec, paths.get(spec))
-        name = PREFIX + (spec if spec not in paths else next(iter(leaves)) if len(leaves) == 1 else paths[spec].stem)
-        for leaf in leaves:
-            if leaf in owner:
-                raise ForgetlessError(f"lm-eval task '{leaf}' is asked for twice (in {owner[leaf]} and {name})",
-                                      hint="name each task once")
-            owner[leaf] = name
-        suites[name] = leaves
-        where[name] = str(paths[spec]) if spec in paths else None
+        mixed = len({task.config.output_type for task in leaves.values()}) > 1
+        for part in [{leaf: task} for leaf, task in leaves.items()] if mixed else [leaves]:  # mixed: a suite per task
+            if mixed or (spec in paths and len(part) == 1):
+                name = PREFIX + next(iter(part))
+            else:
+                name = PREFIX + (paths[spec].stem if spec in paths else spec)
+            for leaf in part:
+                if leaf in owner:
+                    raise ForgetlessError(f"lm-eval task '{leaf}' is asked for twice (in {owner[leaf]} and {name})",
+                                          hint="name each task once")
+                owner[leaf] = name
+            suites[name] = part
+            where[name] = str(paths[spec]) if spec in paths else None
     return LmEvalTasks(manager=manager, suites=suites, paths=where)
 
 
@@ -292,9 +323,9 @@ def _gold(target: Any, choices: list[str]) -> list[int]:
     return [g for g in out if 0 <= g < len(choices)]
 
 
-def _items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict[str, Any], exported: bool,
+def _mc_items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict[str, Any], exported: bool,
            grouped: bool) -> list[ItemResult]:
-    """lm-eval's logged samples of one task as mc ItemResults, in document order."""
+    """lm-eval's logged samples of one multiple_choice task as mc ItemResults, in document order."""
     delimiter = config.get("target_delimiter", " ")
     mutual = any(isinstance(m, dict) and m.get("metric") == "acc_mutual_info" for m in config.get("metric_list") or [])
     out = []
@@ -313,12 +344,70 @@ def _items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict[st
     return out
 
 
+def _binary(value: Any) -> bool | None:
+    """A per-item metric value as pass/fail, or None when it is not a 0/1 outcome (BLEU, F1...)."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _checks(sample: dict[str, Any]) -> list[CheckOutcome]:
+    """Every 0/1 metric of one logged sample (one filter) as a check; a list of them (IFEval's per-instruction
+    accuracy) gives one check per entry, named by the doc's `instruction_id_list` where it has one."""
+    where = "" if sample["filter"] == "none" else f" after {sample['filter']}"
+    names = sample["doc"].get("instruction_id_list") if isinstance(sample["doc"], dict) else None
+    out = []
+    for metric in sample["metrics"]:
+        value = sample[metric]
+        if isinstance(value, list):  # one outcome per instruction (IFEval)
+            labels = names if isinstance(names, list) and len(names) == len(value) else range(len(value))
+            named = [(f"{metric}:{label}", part) for label, part in zip(labels, value)]
+        else:
+            named = [(metric, value)]
+        for kind, part in named:
+            passed = _binary(part)
+            if passed is not None:
+                out.append(CheckOutcome(kind=kind, passed=passed, describe=kind + where))
+    return out
+
+
+def _gen_items(suite: str, leaf: str, samples: list[dict[str, Any]], grouped: bool) -> list[ItemResult]:
+    """lm-eval's logged samples of one generate_until task as gen ItemResults, in document order.
+
+    lm-eval logs a sample per document and filter, in the task's filter order. The item is correct when the
+    first metric after the first filter is (the task's headline: GSM8K's strict-match exact_match, IFEval's
+    prompt-level strict accuracy); every metric after every filter is kept as a check.
+    """
+    by_doc: dict[int, list[dict[str, Any]]] = {}
+    for s in samples:
+        by_doc.setdefault(s["doc_id"], []).append(s)
+    out = []
+    for doc_id in sorted(by_doc):
+        logged = by_doc[doc_id]
+        first, metric = logged[0], logged[0]["metrics"][0]
+        correct = _binary(first[metric])
+        if correct is None:
+            raise ForgetlessError(f"lm-eval task '{leaf}' scores an item {metric}={first[metric]!r}, not pass or "
+                                  "fail, so its items cannot be paired", hint="run that task with lm-eval itself")
+        out.append(ItemResult(suite=suite, id=f"{leaf}/{doc_id}" if grouped else str(doc_id), type="gen",
+                              category=leaf, prompt=_pairs(first["arguments"])[0][0], correct=correct,
+                              reply=first["resps"][0][0], checks=[c for s in logged for c in _checks(s)]))
+    return out
+
+
+def _items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict[str, Any], exported: bool,
+           grouped: bool) -> list[ItemResult]:
+    if config.get("output_type") == "generate_until":
+        return _gen_items(suite, leaf, samples, grouped)
+    return _mc_items(suite, leaf, samples, config, exported, grouped)
+
+
 def _record(name: str, path: str | None, items: list[ItemResult]) -> SuiteRecord:
     """The sha256 covers what was asked (ids, prompts, choices, answers): a new task version or
     another few-shot setting makes `compare` refuse to pair."""
     rows = sorted([it.id, it.prompt, it.choices, it.answer] for it in items)
     digest = hashlib.sha256(json.dumps(rows, ensure_ascii=True, separators=(",", ":")).encode()).hexdigest()
-    types = {t: 0 for t in ITEM_TYPES} | {"mc": len(items)}
+    types = {t: 0 for t in ITEM_TYPES} | Counter(it.type for it in items)
     categories = dict(sorted(Counter(it.category for it in items).items()))
     return SuiteRecord(name=name, path=path, sha256=digest, counts={"types": types, "categories": categories})
 

@@ -126,13 +126,13 @@ def test_cli_export_then_eval_with_a_native_suite(tmp_path, tiny_model_dir, suit
     assert _run(monkeypatch, capsys, "compare", str(out), str(out))[0] == 0
 
 
-def _generate_until_task(folder: Path) -> Path:
+def _rolling_task(folder: Path) -> Path:
     (folder / "d.jsonl").write_text('{"q": "Say hi", "a": "hi"}\n')
-    path = folder / "gen_task.yaml"
-    path.write_text(yaml.safe_dump({"task": "gen_task", "dataset_path": "json", "test_split": "test",
+    path = folder / "rolling_task.yaml"
+    path.write_text(yaml.safe_dump({"task": "rolling_task", "dataset_path": "json", "test_split": "test",
                                     "dataset_kwargs": {"data_files": {"test": str(folder / "d.jsonl")}},
-                                    "output_type": "generate_until", "doc_to_text": "q", "doc_to_target": "a",
-                                    "metric_list": [{"metric": "exact_match"}]}))
+                                    "output_type": "loglikelihood_rolling", "doc_to_text": "q",
+                                    "doc_to_target": "a", "metric_list": [{"metric": "word_perplexity"}]}))
     return path
 
 
@@ -149,7 +149,7 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, tiny_model_dir, exported
         "unknown lm-eval task 'arc_eesy'": ["eval", tiny, "--suite", "lm-eval:arc_eesy"],
         "lm-eval task file not found": ["eval", tiny, "--suite", f"lm-eval:{tmp_path / 'nope.yaml'}"],
         "empty lm-eval task name": ["eval", tiny, "--suite", "lm-eval:a,,b"],
-        "is generate_until": ["eval", tiny, "--suite", f"lm-eval:{_generate_until_task(tmp_path)}"],
+        "is loglikelihood_rolling": ["eval", tiny, "--suite", f"lm-eval:{_rolling_task(tmp_path)}"],
         "exported with another chat template": ["eval", tiny, "--suite", f"lm-eval:{other_template}"],
         "has no mc items": ["export-lm-eval", str(gen_only), str(tmp_path / "t"), "--model", tiny],
         "is not usable by lm-eval": ["export-lm-eval", str(gen_only), str(tmp_path / "t"), "--model", tiny, "--task", "a b"],

@@ -1,0 +1,115 @@
+"""lm-eval `generate_until` tasks through the bridge, on the real SmolLM2: a local task that reuses the installed
+lm-eval's GSM8K configuration (its prompt, stop strings, filters and exact_match settings) over arithmetic
+questions written here. Each item's outcome and reply equal `lm_eval.simple_evaluate`'s own samples, the
+accuracy equals lm-eval's reported metric, and `compare` pairs the items as behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+lm_eval = pytest.importorskip("lm_eval")
+
+from forgetless.compare import compare  # noqa: E402
+from forgetless.integrations.lm_eval import evaluate_lm_eval, load_tasks  # noqa: E402
+from forgetless.models import load_model  # noqa: E402
+
+SUMS = [(a, b) for a in (1, 2, 3, 4, 5) for b in (1, 2, 3, 4)]  # 20 questions a small model often gets right
+SHOTS = [(6, 3), (7, 2), (8, 1)]
+
+
+def _rows(pairs: list[tuple[int, int]]) -> str:
+    return "".join(json.dumps({"question": f"What is {a} plus {b}?",
+                               "answer": f"{a} plus {b} is {a + b}.\n#### {a + b}"}) + "\n" for a, b in pairs)
+
+
+@pytest.fixture(scope="module")
+def gsm8k_like(tmp_path_factory) -> Path:
+    """GSM8K's own task file, included, with the data swapped for local files and short replies."""
+    folder = tmp_path_factory.mktemp("gen-task")
+    (folder / "test.jsonl").write_text(_rows(SUMS))
+    (folder / "train.jsonl").write_text(_rows(SHOTS))
+    gsm8k = Path(lm_eval.__file__).parent / "tasks" / "gsm8k" / "gsm8k.yaml"
+    path = folder / "sums.yaml"
+    path.write_text(yaml.safe_dump({
+        "include": str(gsm8k), "task": "sums", "tag": [], "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(folder / "test.jsonl"), "train": str(folder / "train.jsonl")}},
+        "num_fewshot": 3,
+        "generation_kwargs": {"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False, "temperature": 0.0,
+                              "max_gen_toks": 24}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bridged(smollm2, gsm8k_like):
+    return evaluate_lm_eval(smollm2, [str(gsm8k_like)], batch_size=8)
+
+
+def test_generative_items_equal_lm_evals_own_samples(smollm2, gsm8k_like, bridged):
+    from lm_eval.models.huggingface import HFLM
+
+    tasks = load_tasks([str(gsm8k_like)])
+    own = lm_eval.simple_evaluate(model=HFLM(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, batch_size=8),
+                                  tasks=["sums"], task_manager=tasks.manager, log_samples=True, bootstrap_iters=0)
+    strict = sorted((s for s in own["samples"]["sums"] if s["filter"] == "strict-match"), key=lambda s: s["doc_id"])
+    flexible = {s["doc_id"]: s for s in own["samples"]["sums"] if s["filter"] == "flexible-extract"}
+    items = bridged.items
+    assert [s.name for s in bridged.suites] == ["lm-eval:sums"] and bridged.suites[0].counts["types"]["gen"] == 20
+    assert [it.id for it in items] == [str(s["doc_id"]) for s in strict]
+    for it, s in zip(items, strict):
+        assert it.type == "gen" and it.reply == s["resps"][0][0] and it.prompt == s["arguments"][0][0]
+        assert it.correct == bool(s["exact_match"])
+        checks = {c.describe: c.passed for c in it.checks}
+        assert checks == {"exact_match after strict-match": bool(s["exact_match"]),
+                          "exact_match after flexible-extract": bool(flexible[s["doc_id"]]["exact_match"])}
+    accuracy = sum(it.correct for it in items) / len(items)
+    assert accuracy == pytest.approx(own["results"]["sums"]["exact_match,strict-match"])
+    assert 0.3 <= accuracy  # the few-shot format is followed, so the items can be lost
+
+
+def test_generative_items_pair_in_compare_as_behaviour(bridged, tiny_model_dir, gsm8k_like):
+    """A random model loses the items SmolLM2 answered: paired, significant, and the gate fires."""
+    lost = evaluate_lm_eval(load_model(str(tiny_model_dir), device="cpu"), [str(gsm8k_like)], batch_size=8)
+    report = compare(bridged, lost)
+    behaviour = report.metric("behaviour")
+    assert behaviour is not None and behaviour.overall.n == 20
+    assert behaviour.overall.before == pytest.approx(sum(it.correct for it in bridged.items) / 20)
+    assert behaviour.overall.after == 0.0
+    assert report.forgetting
+    assert compare(bridged, bridged).verdict != "forgetting"
+
+
+def test_cli_limit_scores_the_first_documents(tiny_model_dir, gsm8k_like, tmp_path, monkeypatch):
+    import sys
+
+    from forgetless.cli.main import main
+    from forgetless.eval.results import EvalResult
+
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["forgetless", "--quiet", "eval", str(tiny_model_dir), "--suite",
+                                      f"lm-eval:{gsm8k_like}", "--limit", "5", "--out", str(out)])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert (done.value.code or 0) == 0
+    result = EvalResult.load(out)
+    assert [it.id for it in result.items] == ["0", "1", "2", "3", "4"] and {it.type for it in result.items} == {"gen"}
+    assert result.settings["lm_eval"]["limit"] == 5
+
+
+def test_a_group_of_mc_and_generative_tasks_gives_a_suite_per_task(tiny_model_dir, gsm8k_like):
+    folder = gsm8k_like.parent
+    (folder / "mc.jsonl").write_text(json.dumps({"q": "2 + 2 =", "choices": ["3", "4"], "a": 1}) + "\n")
+    (folder / "mc.yaml").write_text(yaml.safe_dump({
+        "task": "tiny_mc", "dataset_path": "json", "test_split": "test", "output_type": "multiple_choice",
+        "dataset_kwargs": {"data_files": {"test": str(folder / "mc.jsonl")}},
+        "doc_to_text": "q", "doc_to_choice": "choices", "doc_to_target": "a", "metric_list": [{"metric": "acc"}]}))
+    (folder / "mixed.yaml").write_text(yaml.safe_dump({"group": "mixed", "task": ["tiny_mc", "sums"]}))
+    result = evaluate_lm_eval(load_model(str(tiny_model_dir), device="cpu"), [str(folder / "mixed.yaml")],
+                              batch_size=8, limit=2)
+    assert [s.name for s in result.suites] == ["lm-eval:tiny_mc", "lm-eval:sums"]
+    assert [(it.suite, it.id, it.type) for it in result.items] == [
+        ("lm-eval:tiny_mc", "0", "mc"), ("lm-eval:sums", "0", "gen"), ("lm-eval:sums", "1", "gen")]
