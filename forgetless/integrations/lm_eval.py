@@ -324,7 +324,7 @@ def _gold(target: Any, choices: list[str]) -> list[int]:
 
 
 def _mc_items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict[str, Any], exported: bool,
-           grouped: bool) -> list[ItemResult]:
+              grouped: bool) -> list[ItemResult]:
     """lm-eval's logged samples of one multiple_choice task as mc ItemResults, in document order."""
     delimiter = config.get("target_delimiter", " ")
     mutual = any(isinstance(m, dict) and m.get("metric") == "acc_mutual_info" for m in config.get("metric_list") or [])
