@@ -7,7 +7,8 @@ prompt-level strict accuracy), with every other metric, filter and instruction k
 checks. Generation is lm-eval's own loop, so the replies are lm-eval's.
 
 Export writes a suite's mc items with each context already rendered by the model's chat template
-and each choice as forgetless scores it, so lm-eval asks exactly what forgetless asks. Running goes
+and each choice as forgetless scores it, so lm-eval asks exactly what forgetless asks; its gen items
+become a generate_until task that lm-eval scores with forgetless's own answer matching. Running goes
 through lm-eval's own `simple_evaluate` with per-sample logging; every sample becomes an
 `ItemResult`, so `compare` pairs MMLU or ARC items before and after like any probe suite.
 
@@ -31,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import yaml
 
@@ -49,8 +50,19 @@ from forgetless.versions import library_versions
 PREFIX = LM_EVAL_PREFIX  # `forgetless eval --suite lm-eval:TASK[,TASK...]`
 INSTALL = "lm-eval is not installed: pip install 'forgetless[lm-eval]'"
 EXPORT_FORMAT = 1  # the `metadata.version` of exported tasks
+MATCH_MODULE = "forgetless_match"  # beside an exported gen task: its `!function` scorer
+MATCH_CODE = '''"""Written by `forgetless export-lm-eval`: forgetless's own answer matching, so lm-eval scores
+the exported gen items as `forgetless eval` does (its replies are stripped the same way)."""
+
+from forgetless.suites.matching import matches
+
+
+def process_results(doc, results):
+    return {"acc": float(matches(results[0].strip(), doc["answers"], doc["match"]))}
+'''
 PER_ITEM = ("multiple_choice", "generate_until")  # the lm-eval output types that become items
-LEFT_OUT = {"gen": "open generation is scored by `forgetless eval`",
+LEFT_OUT = {"mc": "exported as its own multiple_choice task",
+            "gen": "exported as its own generate_until task",
             "check": "declarative checks have no lm-eval equivalent",
             "text": "perplexity and KL are scored by `forgetless eval`"}
 
@@ -106,36 +118,69 @@ def _task_config(task: str, data_path: Path, delimiter: str, suite: Suite, token
     }
 
 
-def export_suite(suite: Suite, tokenizer: Any, out_dir: str | Path, *, task: str | None = None) -> ExportedTask:
-    """Write `suite`'s mc items as an lm-eval multiple_choice task: `<task>.yaml` and `<task>.jsonl`.
+def _gen_task_config(task: str, data_path: Path, suite: Suite, tokenizer: Any, left_out: dict[str, int],
+                     max_new_tokens: int) -> dict[str, Any]:
+    """A generate_until task: greedy, `max_new_tokens` as forgetless generates, scored by MATCH_MODULE."""
+    return {
+        "task": task,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data_path)}},
+        "test_split": "test",
+        "output_type": "generate_until",
+        "doc_to_text": "context",
+        "doc_to_target": "target",
+        "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_new_tokens},
+        "num_fewshot": 0,
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": EXPORT_FORMAT,
+                     "forgetless": {"suite": suite.name, "suite_sha256": suite.sha256, "max_new_tokens": max_new_tokens,
+                                    "template": template_fingerprint(tokenizer), "left_out": left_out}},
+    }
 
-    Contexts are rendered with `tokenizer`'s chat template, so the task fits the models that
-    share it; the template's fingerprint is recorded and the bridge refuses a model with another.
+
+def export_suite(suite: Suite, tokenizer: Any, out_dir: str | Path, *, task: str | None = None,
+                 kind: Literal["mc", "gen"] = "mc", max_new_tokens: int = 32) -> ExportedTask:
+    """Write `suite`'s items of one kind as an lm-eval task: `<task>.yaml` and `<task>.jsonl`.
+
+    mc items become a multiple_choice task (default name `forgetless_SUITE`); gen items a generate_until
+    task (`forgetless_SUITE_gen`) scored by forgetless's own answer matching, which `forgetless_match.py`,
+    written beside it, imports. Contexts are rendered with `tokenizer`'s chat template, so the task fits
+    the models that share it; the template's fingerprint is recorded and the bridge refuses a model with
+    another.
     """
-    task = task or default_task_name(suite.name)
+    task = task or default_task_name(suite.name) + ("_gen" if kind == "gen" else "")
     if not task or not all(c.isalnum() or c in "_-." for c in task) or not task[0].isalnum():
         raise ForgetlessError(f"task name {task!r} is not usable by lm-eval",
                               hint="use letters, digits, '_', '-' and '.', starting with a letter or digit")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ForgetlessError("expected a folder for the lm-eval task, found a file", where=out)
-    items = suite.by_type("mc")
-    left_out = {t: n for t, n in suite.counts()["types"].items() if t != "mc" and n}
+    items = suite.by_type(kind)
+    left_out = {t: n for t, n in suite.counts()["types"].items() if t != kind and n}
     if not items:
-        raise ForgetlessError(f"suite {suite.name} has no mc items: only multiple choice becomes an lm-eval task",
-                              where=suite.path, hint="; ".join(LEFT_OUT[t] for t in left_out) or None)
-    delimiter = continuation_text(tokenizer, "")  # "" after a chat template, " " after a plain prompt
-    rows = [{"id": it.id, "category": it.category, "question": it.question,
-             "context": render_prompt(tokenizer, it.question), "choices": list(it.choices), "answer": it.answer}
-            for it in items]
+        raise ForgetlessError(f"suite {suite.name} has no {kind} items to export as an lm-eval task",
+                              where=suite.path, hint="; ".join(LEFT_OUT[t] for t in left_out if t in LEFT_OUT) or None)
     data_path = (out / f"{task}.jsonl").resolve()  # lm-eval resolves data files from its working folder
     yaml_path = out / f"{task}.yaml"
+    if kind == "mc":
+        rows = [{"id": it.id, "category": it.category, "question": it.question,
+                 "context": render_prompt(tokenizer, it.question), "choices": list(it.choices), "answer": it.answer}
+                for it in items]
+        delimiter = continuation_text(tokenizer, "")  # "" after a chat template, " " after a plain prompt
+        config, tail = _task_config(task, data_path, delimiter, suite, tokenizer, left_out), ""
+    else:
+        rows = [{"id": it.id, "category": it.category, "prompt": it.prompt,
+                 "context": render_prompt(tokenizer, it.prompt), "answers": list(it.answers), "match": it.match,
+                 "target": it.answers[0]} for it in items]
+        config = _gen_task_config(task, data_path, suite, tokenizer, left_out, max_new_tokens)
+        tail = f"process_results: !function {MATCH_MODULE}.process_results\n"  # a tag safe_dump cannot write
     header = (f"# Written by `forgetless export-lm-eval` from suite '{suite.name}'. Run it with\n"
               f"#   lm-eval run --model hf --model_args pretrained=MODEL --tasks {task} --include_path {out}\n"
               f"# or: forgetless eval MODEL --suite lm-eval:{yaml_path}\n")
     write_jsonl(data_path, rows)
-    config = _task_config(task, data_path, delimiter, suite, tokenizer, left_out)
-    atomic_write_text(yaml_path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    if kind == "gen":
+        atomic_write_text(out / f"{MATCH_MODULE}.py", MATCH_CODE)
+    atomic_write_text(yaml_path, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True) + tail)
     return ExportedTask(task=task, yaml_path=yaml_path, data_path=data_path, n_items=len(rows), left_out=left_out)
 
 
@@ -184,19 +229,13 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-class _AnyTagLoader(yaml.SafeLoader):
-    """Reads a task YAML's plain keys; lm-eval's own tags (`!function`) become None."""
-
-
-_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
 def _group_name(path: Path) -> str | None:
-    """The group a YAML file defines: lm-eval loads a group by its name (by its path it fails)."""
+    """The group a YAML file defines: lm-eval loads a group by its name (by its path it fails). A group file
+    holds plain keys; a task file with lm-eval's own tags (`!function`) is not one, and is left to lm-eval."""
     try:
-        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None  # lm-eval's own loading reports it
+        return None
     group = config.get("group") if isinstance(config, dict) else None
     return group if isinstance(group, str) and "task" in config else None
 
@@ -371,7 +410,8 @@ def _checks(sample: dict[str, Any]) -> list[CheckOutcome]:
     return out
 
 
-def _gen_items(suite: str, leaf: str, samples: list[dict[str, Any]], grouped: bool) -> list[ItemResult]:
+def _gen_items(suite: str, leaf: str, samples: list[dict[str, Any]], exported: bool,
+               grouped: bool) -> list[ItemResult]:
     """lm-eval's logged samples of one generate_until task as gen ItemResults, in document order.
 
     lm-eval logs a sample per document and filter, in the task's filter order. The item is correct when the
@@ -389,8 +429,10 @@ def _gen_items(suite: str, leaf: str, samples: list[dict[str, Any]], grouped: bo
         if correct is None:
             raise ForgetlessError(f"lm-eval task '{leaf}' scores an item {metric}={first[metric]!r}, not pass or "
                                   "fail, so its items cannot be paired", hint="run that task with lm-eval itself")
-        out.append(ItemResult(suite=suite, id=f"{leaf}/{doc_id}" if grouped else str(doc_id), type="gen",
-                              category=leaf, prompt=_pairs(first["arguments"])[0][0], correct=correct,
+        doc = first["doc"]
+        item_id = str(doc["id"]) if exported else f"{leaf}/{doc_id}" if grouped else str(doc_id)
+        out.append(ItemResult(suite=suite, id=item_id, type="gen", category=str(doc["category"]) if exported else leaf,
+                              prompt=_pairs(first["arguments"])[0][0], correct=correct,
                               reply=first["resps"][0][0], checks=[c for s in logged for c in _checks(s)]))
     return out
 
@@ -398,7 +440,7 @@ def _gen_items(suite: str, leaf: str, samples: list[dict[str, Any]], grouped: bo
 def _items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict[str, Any], exported: bool,
            grouped: bool) -> list[ItemResult]:
     if config.get("output_type") == "generate_until":
-        return _gen_items(suite, leaf, samples, grouped)
+        return _gen_items(suite, leaf, samples, exported, grouped)
     return _mc_items(suite, leaf, samples, config, exported, grouped)
 
 

@@ -141,6 +141,8 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, tiny_model_dir, exported
     tiny = str(tiny_model_dir)
     gen_only = tmp_path / "gen.jsonl"
     gen_only.write_text(json.dumps(ROWS[4]) + "\n")
+    check_only = tmp_path / "check.jsonl"
+    check_only.write_text(json.dumps(ROWS[5]) + "\n")
     other_template = tmp_path / "other.yaml"
     config = yaml.safe_load(exported.yaml_path.read_text())
     config["task"], config["metadata"]["forgetless"]["template"] = "other_template", "0123456789abcdef"
@@ -151,7 +153,7 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, tiny_model_dir, exported
         "empty lm-eval task name": ["eval", tiny, "--suite", "lm-eval:a,,b"],
         "is loglikelihood_rolling": ["eval", tiny, "--suite", f"lm-eval:{_rolling_task(tmp_path)}"],
         "exported with another chat template": ["eval", tiny, "--suite", f"lm-eval:{other_template}"],
-        "has no mc items": ["export-lm-eval", str(gen_only), str(tmp_path / "t"), "--model", tiny],
+        "has no mc or gen items": ["export-lm-eval", str(check_only), str(tmp_path / "t"), "--model", tiny],
         "is not usable by lm-eval": ["export-lm-eval", str(gen_only), str(tmp_path / "t"), "--model", tiny, "--task", "a b"],
     }
     for expect, argv in cases.items():

@@ -1,7 +1,8 @@
 """lm-eval `generate_until` tasks through the bridge, on the real SmolLM2: a local task that reuses the installed
 lm-eval's GSM8K configuration (its prompt, stop strings, filters and exact_match settings) over arithmetic
 questions written here. Each item's outcome and reply equal `lm_eval.simple_evaluate`'s own samples, the
-accuracy equals lm-eval's reported metric, and `compare` pairs the items as behaviour.
+accuracy equals lm-eval's reported metric, and `compare` pairs the items as behaviour. A suite's gen items
+exported as a generate_until task score in lm-eval as `forgetless eval` scores them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import yaml
 lm_eval = pytest.importorskip("lm_eval")
 
 from forgetless.compare import compare  # noqa: E402
-from forgetless.integrations.lm_eval import evaluate_lm_eval, load_tasks  # noqa: E402
+from forgetless.eval import EvalSettings, evaluate  # noqa: E402
+from forgetless.integrations.lm_eval import evaluate_lm_eval, export_suite, load_tasks  # noqa: E402
+from forgetless.io import resolve_data_path  # noqa: E402
 from forgetless.models import load_model  # noqa: E402
+from forgetless.suites import read_suite  # noqa: E402
 
 SUMS = [(a, b) for a in (1, 2, 3, 4, 5) for b in (1, 2, 3, 4)]  # 20 questions a small model often gets right
 SHOTS = [(6, 3), (7, 2), (8, 1)]
@@ -113,3 +117,19 @@ def test_a_group_of_mc_and_generative_tasks_gives_a_suite_per_task(tiny_model_di
     assert [s.name for s in result.suites] == ["lm-eval:tiny_mc", "lm-eval:sums"]
     assert [(it.suite, it.id, it.type) for it in result.items] == [
         ("lm-eval:tiny_mc", "0", "mc"), ("lm-eval:sums", "0", "gen"), ("lm-eval:sums", "1", "gen")]
+
+
+def test_exported_gen_items_score_in_lm_eval_as_forgetless_eval_scores_them(smollm2, tmp_path):
+    """The round trip: 24 gen items of the bundled general suite, exported as a generate_until task (scored by
+    the `forgetless_match.py` written beside it), give in lm-eval the replies and outcomes `forgetless eval` gives."""
+    lines = resolve_data_path("builtin:suites/general.jsonl").read_text().splitlines()
+    gen = [line for line in lines if '"answers"' in line][:24]
+    (tmp_path / "probe.jsonl").write_text("\n".join(gen) + "\n")
+    suite = read_suite(tmp_path / "probe.jsonl")
+    exported = export_suite(suite, smollm2.tokenizer, tmp_path / "tasks", kind="gen")
+    assert exported.task == "forgetless_probe_gen" and exported.n_items == 24
+    native = evaluate(smollm2, [suite], settings=EvalSettings(open_ended=False, batch_size=8))
+    bridged = evaluate_lm_eval(smollm2, [str(exported.yaml_path)], batch_size=8)
+    assert [(it.id, it.category, it.prompt, it.reply.strip(), it.correct) for it in bridged.items] == \
+        [(it.id, it.category, it.prompt, it.reply, it.correct) for it in native.items]
+    assert 6 <= sum(it.correct for it in native.items) <= 20  # both outcomes occur, so a mismatch would show
