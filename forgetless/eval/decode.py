@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from transformers.cache_utils import DynamicLayer
@@ -138,8 +138,9 @@ def prefill(model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> Prefill:
 
 @torch.no_grad()
 def greedy_decode(model: Any, pre: Prefill, *, max_new_tokens: int, eos_ids: Sequence[int],
-                  pad_id: int) -> list[list[int]]:
-    """Greedy tokens after each context (eos excluded); the prefill's cache is left as it was.
+                  pad_id: int, stop: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
+    """Greedy tokens after each context (eos excluded); the prefill's cache is left as it was. `stop` ends a
+    row early once its tokens so far say so (a stop string written): the tokens before it do not change.
 
     A step costs a fixed weight read plus a share per row, so finished rows are dropped from the
     batch (cache included) once they are a quarter of it: short replies stop costing compute.
@@ -157,6 +158,9 @@ def greedy_decode(model: Any, pre: Prefill, *, max_new_tokens: int, eos_ids: Seq
             done |= torch.isin(next_token, eos)
             for row, token in zip(rows[~done].tolist(), next_token[~done].tolist()):
                 tokens[row].append(token)
+            if stop is not None:
+                done |= torch.tensor([not d and stop(tokens[r]) for r, d in zip(rows.tolist(), done.tolist())],
+                                     dtype=torch.bool, device=device)
             finished = int(done.sum())
             if finished == len(rows) or step == max_new_tokens - 1:
                 break

@@ -4,7 +4,10 @@ Two kinds of task come in. A `multiple_choice` task (MMLU, ARC) gives mc items: 
 `generate_until` task (GSM8K, IFEval) gives gen items: behaviour, each item correct when the task's
 own first metric after its first filter says so (GSM8K: exact_match after strict-match; IFEval:
 prompt-level strict accuracy), with every other metric, filter and instruction kept as the item's
-checks. Generation is lm-eval's own loop, so the replies are lm-eval's.
+checks. Greedy generation runs on forgetless's batched decoder wherever it sees what lm-eval's
+own `generate_until` loop would see (greedy, no other setting, the same context tokens, nothing
+truncated), with lm-eval's decoding and stop-string cut; every other request goes to lm-eval's
+loop. `settings.lm_eval.generated_by` counts the requests each one answered.
 
 Export writes a suite's mc items with each context already rendered by the model's chat template
 and each choice as forgetless scores it, so lm-eval asks exactly what forgetless asks; its gen items
@@ -307,11 +310,20 @@ def load_tasks(specs: Sequence[str]) -> LmEvalTasks:
 
 @functools.cache
 def _bridge_lm_class() -> type:
-    """lm-eval's HFLM, except that exported tasks keep their context/choice boundary (module doc)."""
+    """lm-eval's HFLM, except that exported tasks keep their context/choice boundary, and greedy generation
+    runs on forgetless's batched decoder wherever it asks what lm-eval's own loop asks (module doc)."""
+    import copy
+
     from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+
+    from forgetless.eval.generate import greedy_tokens
+    from forgetless.eval.prompts import encode_start
 
     class BridgeLM(HFLM):
         exact_tasks: frozenset[str] = frozenset()
+        decode_batch: int = 16
+        generated_by: Counter  # requests answered by each loop: "forgetless", "lm-eval"
 
         def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
             exact = [i for i, r in enumerate(requests) if r.task_name in self.exact_tasks]
@@ -325,6 +337,39 @@ def _bridge_lm_class() -> type:
             out.update(zip(exact, self._loglikelihood_tokens(tokens, disable_tqdm=disable_tqdm)))
             return [out[i] for i in range(len(requests))]
 
+        def _greedy_plan(self, request: Any) -> tuple[list[str], int] | None:
+            """(stop strings, new tokens) when forgetless's decoder would see what lm-eval's loop sees: greedy,
+            no other generation setting, the same context tokens (BOS included), nothing truncated."""
+            context, kwargs = request.args
+            kw = normalize_gen_kwargs(copy.deepcopy(kwargs), self.max_gen_toks)
+            eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+            until, n = handle_stop_sequences(kw.pop("until", None), eos=eos), kw.pop("max_gen_toks")
+            if kw.pop("do_sample", False) or kw.pop("temperature", 0.0) or kw or self.think_end_token is not None:
+                return None
+            ids = encode_start(self.tokenizer, context)
+            if len(ids) + n > self.max_length or ids != self.tok_batch_encode([context])[0][0].tolist():
+                return None
+            return until, n
+
+        def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+            plans = {i: plan for i, r in enumerate(requests) if (plan := self._greedy_plan(r)) is not None}
+            rest = [i for i in range(len(requests)) if i not in plans]
+            out = dict(zip(rest, super().generate_until([requests[i] for i in rest], disable_tqdm) if rest else []))
+            groups: dict[tuple[tuple[str, ...], int], list[int]] = {}
+            for i, (until, n) in plans.items():
+                groups.setdefault((tuple(until), n), []).append(i)
+            for (until, n), idx in groups.items():
+                def written(tokens: list[int], until: tuple[str, ...] = until) -> bool:  # lm-eval stops there too
+                    return any(u and u in self.tok_decode(tokens) for u in until)
+
+                replies = greedy_tokens(self.model, self.tokenizer, [requests[i].args[0] for i in idx],
+                                        max_new_tokens=n, batch_size=self.decode_batch, stop=written)
+                for i, tokens in zip(idx, replies):  # lm-eval's own decoding and stop-string cut
+                    out[i] = postprocess_generated_text(self.tok_decode(tokens), plans[i][0], None)
+                    self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
+            self.generated_by.update({"forgetless": len(plans), "lm-eval": len(rest)})
+            return [out[i] for i in range(len(requests))]
+
     return BridgeLM
 
 
@@ -333,6 +378,8 @@ def bridge_lm(model: LoadedModel, *, batch_size: int = 16, exact_tasks: Sequence
     _require_lm_eval()
     lm = _bridge_lm_class()(pretrained=model.model, tokenizer=model.tokenizer, batch_size=batch_size)
     lm.exact_tasks = frozenset(exact_tasks)
+    lm.decode_batch = batch_size
+    lm.generated_by = Counter()
     return lm
 
 
@@ -486,7 +533,7 @@ def evaluate_lm_eval(model: LoadedModel, tasks: LmEvalTasks | Sequence[str], *, 
     param = next(net.parameters())
     settings = {"open_ended": False, "template": template_fingerprint(model.tokenizer),
                 "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device),
-                "lm_eval": {"batch_size": batch_size, "limit": limit,
+                "lm_eval": {"batch_size": batch_size, "limit": limit, "generated_by": dict(lm.generated_by),
                             "num_fewshot": {leaf: out["configs"][leaf].get("num_fewshot")
                                             for leaves in tasks.suites.values() for leaf in leaves}}}
     return EvalResult(model=model.describe(), suites=records, settings=settings,

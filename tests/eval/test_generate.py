@@ -6,7 +6,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from forgetless.eval.decode import MIN_SHARED_PREFIX, pad_id_of, prefill, shared_prefix_length
-from forgetless.eval.generate import cut_at_stops, greedy_generate
+from forgetless.eval.generate import cut_at_stops, greedy_generate, greedy_tokens
 from forgetless.eval.prompts import encode, render_prompt
 
 
@@ -24,6 +24,23 @@ def test_batched_generation_matches_one_by_one_and_model_generate(smollm2):
         ids = tok(prompt, add_special_tokens=False, return_tensors="pt")
         out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
         assert reply == tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_a_stop_predicate_ends_each_row_where_it_first_holds(smollm2):
+    """The real model, replies of 24 tokens: a row stops at the first step whose tokens contain a space-led word
+    of 4+ letters, and the tokens up to there are the unstopped reply's, row by row, in one batch."""
+    tok = smollm2.tokenizer
+    prompts = [render_prompt(tok, p) for p in ("What is the capital of France?", "Name three colours.", "Hi")]
+    full = greedy_tokens(smollm2.model, tok, prompts, max_new_tokens=24, batch_size=3)
+
+    def long_word(tokens: list[int]) -> bool:
+        return any(len(w) >= 4 for w in tok.decode(tokens).split()[1:])
+
+    stopped = greedy_tokens(smollm2.model, tok, prompts, max_new_tokens=24, batch_size=3, stop=long_word)
+    for row, cut in zip(full, stopped):
+        end = next((k for k in range(1, len(row) + 1) if long_word(row[:k])), len(row))
+        assert cut == row[:end]
+    assert any(len(cut) < len(row) for row, cut in zip(full, stopped))
 
 
 def test_cut_at_stops_keeps_the_text_before_the_first_stop():

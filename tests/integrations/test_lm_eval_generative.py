@@ -54,6 +54,7 @@ def bridged(smollm2, gsm8k_like):
 
 
 def test_generative_items_equal_lm_evals_own_samples(smollm2, gsm8k_like, bridged):
+    """Replies come from forgetless's decoder here; lm-eval's own HFLM loop must give the same ones."""
     from lm_eval.models.huggingface import HFLM
 
     tasks = load_tasks([str(gsm8k_like)])
@@ -62,6 +63,7 @@ def test_generative_items_equal_lm_evals_own_samples(smollm2, gsm8k_like, bridge
     strict = sorted((s for s in own["samples"]["sums"] if s["filter"] == "strict-match"), key=lambda s: s["doc_id"])
     flexible = {s["doc_id"]: s for s in own["samples"]["sums"] if s["filter"] == "flexible-extract"}
     items = bridged.items
+    assert bridged.settings["lm_eval"]["generated_by"] == {"forgetless": 20, "lm-eval": 0}  # the bridge's decoder
     assert [s.name for s in bridged.suites] == ["lm-eval:sums"] and bridged.suites[0].counts["types"]["gen"] == 20
     assert [it.id for it in items] == [str(s["doc_id"]) for s in strict]
     for it, s in zip(items, strict):
