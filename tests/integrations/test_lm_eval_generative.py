@@ -135,3 +135,14 @@ def test_exported_gen_items_score_in_lm_eval_as_forgetless_eval_scores_them(smol
     assert [(it.id, it.category, it.prompt, it.reply.strip(), it.correct) for it in bridged.items] == \
         [(it.id, it.category, it.prompt, it.reply, it.correct) for it in native.items]
     assert 6 <= sum(it.correct for it in native.items) <= 20  # both outcomes occur, so a mismatch would show
+
+
+def test_requests_the_decoder_cannot_reproduce_go_to_lm_evals_loop(tiny_model_dir, gsm8k_like):
+    """A generation setting forgetless's decoder does not take (here `top_k`) sends the request to lm-eval."""
+    config = yaml.safe_load(gsm8k_like.read_text())
+    config["task"], config["generation_kwargs"]["top_k"] = "sums_top_k", 1
+    path = gsm8k_like.parent / "sums_top_k.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = evaluate_lm_eval(load_model(str(tiny_model_dir), device="cpu"), [str(path)], batch_size=8, limit=4)
+    assert result.settings["lm_eval"]["generated_by"] == {"forgetless": 0, "lm-eval": 4}
+    assert len(result.items) == 4 and all(it.type == "gen" for it in result.items)
