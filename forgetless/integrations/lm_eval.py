@@ -99,44 +99,20 @@ def default_task_name(suite_name: str) -> str:
     return "forgetless_" + "".join(c if c.isalnum() else "_" for c in suite_name).strip("_")
 
 
-def _task_config(task: str, data_path: Path, delimiter: str, suite: Suite, tokenizer: Any,
-                 left_out: dict[str, int]) -> dict[str, Any]:
-    """The lm-eval YAML: fields are read from each row by name, so no Jinja touches the text."""
+def _task_config(task: str, data_path: Path, suite: Suite, tokenizer: Any, left_out: dict[str, int],
+                 output_type: str, fields: dict[str, Any], metrics: Sequence[str], **meta: Any) -> dict[str, Any]:
+    """The lm-eval YAML of an exported task: fields are read from each row by name, so no Jinja touches the text."""
     return {
         "task": task,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(data_path)}},
         "test_split": "test",
-        "output_type": "multiple_choice",
-        "doc_to_text": "context",
-        "doc_to_choice": "choices",
-        "doc_to_target": "answer",
-        "target_delimiter": delimiter,
+        "output_type": output_type,
+        **fields,
         "num_fewshot": 0,
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
-                        for m in ("acc", "acc_norm", "acc_bytes")],
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in metrics],
         "metadata": {"version": EXPORT_FORMAT,
-                     "forgetless": {"suite": suite.name, "suite_sha256": suite.sha256,
-                                    "template": template_fingerprint(tokenizer), "left_out": left_out}},
-    }
-
-
-def _gen_task_config(task: str, data_path: Path, suite: Suite, tokenizer: Any, left_out: dict[str, int],
-                     max_new_tokens: int) -> dict[str, Any]:
-    """A generate_until task: greedy, `max_new_tokens` as forgetless generates, scored by MATCH_MODULE."""
-    return {
-        "task": task,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(data_path)}},
-        "test_split": "test",
-        "output_type": "generate_until",
-        "doc_to_text": "context",
-        "doc_to_target": "target",
-        "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_new_tokens},
-        "num_fewshot": 0,
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": EXPORT_FORMAT,
-                     "forgetless": {"suite": suite.name, "suite_sha256": suite.sha256, "max_new_tokens": max_new_tokens,
+                     "forgetless": {"suite": suite.name, "suite_sha256": suite.sha256, **meta,
                                     "template": template_fingerprint(tokenizer), "left_out": left_out}},
     }
 
@@ -170,12 +146,19 @@ def export_suite(suite: Suite, tokenizer: Any, out_dir: str | Path, *, task: str
                  "context": render_prompt(tokenizer, it.question), "choices": list(it.choices), "answer": it.answer}
                 for it in items]
         delimiter = continuation_text(tokenizer, "")  # "" after a chat template, " " after a plain prompt
-        config, tail = _task_config(task, data_path, delimiter, suite, tokenizer, left_out), ""
+        fields = {"doc_to_text": "context", "doc_to_choice": "choices", "doc_to_target": "answer",
+                  "target_delimiter": delimiter}
+        config = _task_config(task, data_path, suite, tokenizer, left_out, "multiple_choice", fields,
+                              ("acc", "acc_norm", "acc_bytes"))
+        tail = ""
     else:
         rows = [{"id": it.id, "category": it.category, "prompt": it.prompt,
                  "context": render_prompt(tokenizer, it.prompt), "answers": list(it.answers), "match": it.match,
                  "target": it.answers[0]} for it in items]
-        config = _gen_task_config(task, data_path, suite, tokenizer, left_out, max_new_tokens)
+        fields = {"doc_to_text": "context", "doc_to_target": "target",  # greedy, as forgetless generates
+                  "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_new_tokens}}
+        config = _task_config(task, data_path, suite, tokenizer, left_out, "generate_until", fields, ("acc",),
+                              max_new_tokens=max_new_tokens)
         tail = f"process_results: !function {MATCH_MODULE}.process_results\n"  # a tag safe_dump cannot write
     header = (f"# Written by `forgetless export-lm-eval` from suite '{suite.name}'. Run it with\n"
               f"#   lm-eval run --model hf --model_args pretrained=MODEL --tasks {task} --include_path {out}\n"
