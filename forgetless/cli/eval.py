@@ -50,6 +50,7 @@ def eval_command(
     open_ended: bool = typer.Option(True, "--open-ended/--no-open-ended", help="Also ask each multiple-choice question without choices."),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="Token limit for short answers."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="lm-eval tasks: score the first N documents of each."),
+    apply_chat_template: bool = typer.Option(False, "--apply-chat-template", help="lm-eval tasks: put each prompt in the model's chat template (lm-eval's --apply_chat_template; IFEval on instruct models)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps (default: best available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: bf16 on CUDA, else fp32)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the model (off by default)."),
@@ -75,7 +76,7 @@ def eval_command(
     loaded = load_model(model, **opts)
     ref = run_reference(loaded, reference, **{k: v for k, v in opts.items() if k != "adapter"})
     settings = EvalSettings(batch_size=batch_size, open_ended=open_ended, max_new_tokens=max_new_tokens,
-                            lm_eval_limit=limit)
+                            lm_eval_limit=limit, lm_eval_chat_template=apply_chat_template)
     with called_as(results=out):
         result = run_with_progress(evaluate, loaded, suites, reference=ref, settings=settings)
     result.save(out)

@@ -42,6 +42,7 @@ class EvalSettings:
     seed: int = 0
     stop: list[str] = field(default_factory=list)
     lm_eval_limit: int | None = None  # lm-eval tasks: the first N documents of each (GSM8K has 1319); None = all
+    lm_eval_chat_template: bool = False  # lm-eval tasks: each prompt in the chat template (apply_chat_template)
 
 
 def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Progress | None) -> list[ItemResult]:
@@ -201,4 +202,5 @@ def evaluate(model: LoadedModel, suites: Sequence[Any] = DEFAULT_SUITES, *,
     if lm_tasks is None:
         return result
     return bridge.combine(result, bridge.evaluate_lm_eval(model, lm_tasks, batch_size=s.batch_size,
-                                                          limit=s.lm_eval_limit))
+                                                          limit=s.lm_eval_limit,
+                                                          apply_chat_template=s.lm_eval_chat_template))

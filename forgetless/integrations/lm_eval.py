@@ -48,6 +48,7 @@ from forgetless.eval.summary import summarize
 from forgetless.io import atomic_write_text, write_jsonl
 from forgetless.models.loading import LoadedModel
 from forgetless.suites import ITEM_TYPES, Suite
+from forgetless.suites.ifeval import ifeval_offline
 from forgetless.versions import library_versions
 
 PREFIX = LM_EVAL_PREFIX  # `forgetless eval --suite lm-eval:TASK[,TASK...]`
@@ -272,7 +273,8 @@ def load_tasks(specs: Sequence[str]) -> LmEvalTasks:
     owner: dict[str, str] = {}
     where: dict[str, str | None] = {}
     for spec in specs:
-        leaves = _load_one(manager, spec, paths.get(spec))
+        with ifeval_offline():  # IFEval's module asks for NLTK data at import; langdetect seeded
+            leaves = _load_one(manager, spec, paths.get(spec))
         mixed = len({task.config.output_type for task in leaves.values()}) > 1
         for part in [{leaf: task} for leaf, task in leaves.items()] if mixed else [leaves]:  # mixed: a suite per task
             if mixed or (spec in paths and len(part) == 1):
@@ -485,8 +487,11 @@ def _record(name: str, path: str | None, items: list[ItemResult]) -> SuiteRecord
 
 
 def evaluate_lm_eval(model: LoadedModel, tasks: LmEvalTasks | Sequence[str], *, batch_size: int = 16,
-                     limit: int | None = None) -> EvalResult:
+                     limit: int | None = None, apply_chat_template: bool = False) -> EvalResult:
     """Run lm-eval tasks on a model in memory through `lm_eval.simple_evaluate`, one ItemResult per sample.
+
+    `apply_chat_template` is lm-eval's own setting: each prompt goes into the model's chat template as one
+    user turn (IFEval and GSM8K's chat variants are run so on instruct models).
 
     Suites are named `lm-eval:TASK`; items of a group are `SUBTASK/DOC_ID` in category SUBTASK,
     items of an exported suite keep their own ids and categories.
@@ -502,7 +507,8 @@ def evaluate_lm_eval(model: LoadedModel, tasks: LmEvalTasks | Sequence[str], *, 
     start = time.perf_counter()
     try:
         out = lm_eval.simple_evaluate(model=lm, tasks=[t for leaves in tasks.suites.values() for t in leaves.values()],
-                                      task_manager=tasks.manager, limit=limit, log_samples=True, bootstrap_iters=0)
+                                      task_manager=tasks.manager, limit=limit, log_samples=True, bootstrap_iters=0,
+                                      apply_chat_template=apply_chat_template)
     finally:
         net.train(was_training)
     elapsed = round(time.perf_counter() - start, 3)
@@ -516,7 +522,8 @@ def evaluate_lm_eval(model: LoadedModel, tasks: LmEvalTasks | Sequence[str], *, 
     param = next(net.parameters())
     settings = {"open_ended": False, "template": template_fingerprint(model.tokenizer),
                 "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device),
-                "lm_eval": {"batch_size": batch_size, "limit": limit, "generated_by": dict(lm.generated_by),
+                "lm_eval": {"batch_size": batch_size, "limit": limit, "apply_chat_template": apply_chat_template,
+                            "generated_by": dict(lm.generated_by),
                             "num_fewshot": {leaf: out["configs"][leaf].get("num_fewshot")
                                             for leaves in tasks.suites.values() for leaf in leaves}}}
     return EvalResult(model=model.describe(), suites=records, settings=settings,

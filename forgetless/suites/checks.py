@@ -13,10 +13,11 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from forgetless.registry import Registry
+from forgetless.suites import ifeval
 from forgetless.suites.matching import find_numbers, normalize, numbers_equal
 
 MAX_PATTERN_CHARS = 500  # Python's re has no timeout; short patterns limit catastrophic backtracking
@@ -292,6 +293,47 @@ class EnglishWordsRatio(CheckBase):
 
     def describe(self) -> str:
         return f"at least {self.min:.0%} common English words"
+
+
+IFEvalValue = Union[int, NonEmpty, Annotated[list[NonEmpty], Field(min_length=1)]]  # noqa: UP007
+
+
+@CHECKS.register("ifeval")
+class IFEval(CheckBase):
+    """One of IFEval's verifiable instructions, judged by lm-eval's own verifier (`forgetless.suites.ifeval`):
+    strict by default, or IFEval's loose variant."""
+
+    kind: Literal["ifeval"] = "ifeval"
+    instruction: NonEmpty
+    kwargs: dict[NonEmpty, IFEvalValue] = Field(default_factory=dict)
+    loose: bool = False
+
+    @field_validator("instruction")
+    @classmethod
+    def _known(cls, instruction: str) -> str:
+        _ifeval_call(ifeval.check_instruction, instruction)
+        return instruction
+
+    @field_validator("kwargs")
+    @classmethod
+    def _complete(cls, kwargs: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "instruction" in info.data:  # an unknown instruction was already refused
+            _ifeval_call(ifeval.check_kwargs, info.data["instruction"], kwargs)
+        return kwargs
+
+    def passes(self, output: str) -> bool:
+        return ifeval.follows(self.instruction, self.kwargs, output, loose=self.loose)
+
+    def describe(self) -> str:
+        loose = " (loose)" if self.loose else ""
+        return f"IFEval {self.instruction}{loose}: {ifeval.describe(self.instruction, self.kwargs)}"
+
+
+def _ifeval_call(check: Any, *args: Any) -> None:
+    try:
+        check(*args)
+    except ifeval.IFEvalError as e:
+        raise invalid(str(e), e.hint) from None
 
 
 # The discriminated union over every registered kind, used by `CheckItem.checks`.

@@ -2,7 +2,9 @@
 lm-eval's GSM8K configuration (its prompt, stop strings, filters and exact_match settings) over arithmetic
 questions written here. Each item's outcome and reply equal `lm_eval.simple_evaluate`'s own samples, the
 accuracy equals lm-eval's reported metric, and `compare` pairs the items as behaviour. A suite's gen items
-exported as a generate_until task score in lm-eval as `forgetless eval` scores them.
+exported as a generate_until task score in lm-eval as `forgetless eval` scores them. lm-eval's own IFEval
+task, over prompts written here, gives through the bridge the replies, outcomes and per-instruction checks of
+`simple_evaluate` with the chat template.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 lm_eval = pytest.importorskip("lm_eval")
 
 from forgetless.compare import compare  # noqa: E402
+from forgetless.errors import ForgetlessError  # noqa: E402
 from forgetless.eval import EvalSettings, evaluate  # noqa: E402
 from forgetless.integrations.lm_eval import evaluate_lm_eval, export_suite, load_tasks  # noqa: E402
 from forgetless.io import resolve_data_path  # noqa: E402
@@ -146,3 +149,80 @@ def test_requests_the_decoder_cannot_reproduce_go_to_lm_evals_loop(tiny_model_di
     result = evaluate_lm_eval(load_model(str(tiny_model_dir), device="cpu"), [str(path)], batch_size=8, limit=4)
     assert result.settings["lm_eval"]["generated_by"] == {"forgetless": 0, "lm-eval": 4}
     assert len(result.items) == 4 and all(it.type == "gen" for it in result.items)
+
+
+# IFEval documents written here, one or two instructions each, none that needs NLTK's punkt data.
+IFEVAL_DOCS = [
+    ("Name three fruits without using any commas.", [("punctuation:no_comma", {})]),
+    ("Describe the sea in at least 12 words.", [("length_constraints:number_words",
+                                                 {"num_words": 12, "relation": "at least"})]),
+    ("Write a short greeting in all lowercase letters.", [("change_case:english_lowercase", {})]),
+    ("Wrap your whole reply in double quotation marks: say hello.", [("startend:quotation", {})]),
+    ("Give a title in double angular brackets, like <<title>>, then one line about rain.",
+     [("detectable_format:title", {})]),
+    ("Reply in JSON: an object with the key \"color\" and a color as value.", [("detectable_format:json_format", {})]),
+    ("Mention the words river and stone in one sentence.", [("keywords:existence", {"keywords": ["river", "stone"]})]),
+    ("Say what a cat is, in fewer than 20 words, and end with the phrase \"That is all.\"",
+     [("length_constraints:number_words", {"num_words": 20, "relation": "less than"}),
+      ("startend:end_checker", {"end_phrase": "That is all."})]),
+]
+
+
+@pytest.fixture(scope="module")
+def ifeval_like(tmp_path_factory) -> Path:
+    """lm-eval's own IFEval task file, included (its prompt, generation settings and `process_results`), over
+    the documents above, with replies cut at 48 tokens."""
+    pytest.importorskip("langdetect")
+    pytest.importorskip("immutabledict")
+    folder = tmp_path_factory.mktemp("ifeval-task")
+    rows = [{"key": i, "prompt": prompt, "instruction_id_list": [name for name, _ in checks],
+             "kwargs": [kwargs for _, kwargs in checks]} for i, (prompt, checks) in enumerate(IFEVAL_DOCS)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    path = folder / "ifeval_local.yaml"
+    path.write_text(yaml.safe_dump({
+        "include": str(Path(lm_eval.__file__).parent / "tasks" / "ifeval" / "ifeval.yaml"), "task": "ifeval_local",
+        "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"train": str(folder / "train.jsonl")}},
+        "generation_kwargs": {"until": [], "do_sample": False, "temperature": 0.0, "max_gen_toks": 48}}))
+    return path
+
+
+def test_ifeval_items_equal_lm_evals_own_samples(smollm2, ifeval_like):
+    """Prompt-level strict accuracy is the item's outcome; each instruction, strict and loose, is a check; all
+    equal `lm_eval.simple_evaluate`'s samples, and the accuracy equals its reported metric."""
+    from lm_eval.models.huggingface import HFLM
+
+    from forgetless.suites import ifeval
+
+    ifeval.ifeval_utils()  # the module lm-eval imports, loaded without NLTK's download call
+    bridged = evaluate_lm_eval(smollm2, [str(ifeval_like)], batch_size=8, apply_chat_template=True)
+    own = lm_eval.simple_evaluate(model=HFLM(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, batch_size=8),
+                                  tasks=["ifeval_local"], task_manager=load_tasks([str(ifeval_like)]).manager,
+                                  log_samples=True, bootstrap_iters=0, apply_chat_template=True)
+    samples = sorted(own["samples"]["ifeval_local"], key=lambda s: s["doc_id"])
+    assert bridged.settings["lm_eval"]["generated_by"] == {"forgetless": 8, "lm-eval": 0}
+    assert len(bridged.items) == len(samples) == 8
+    for it, s in zip(bridged.items, samples):
+        assert it.type == "gen" and it.reply == s["resps"][0][0] and it.prompt == s["arguments"][0][0]
+        assert it.correct == s["prompt_level_strict_acc"]
+        names = s["doc"]["instruction_id_list"]
+        assert {c.kind: c.passed for c in it.checks} == {
+            "prompt_level_strict_acc": s["prompt_level_strict_acc"],
+            "prompt_level_loose_acc": s["prompt_level_loose_acc"],
+            **{f"inst_level_strict_acc:{n}": v for n, v in zip(names, s["inst_level_strict_acc"])},
+            **{f"inst_level_loose_acc:{n}": v for n, v in zip(names, s["inst_level_loose_acc"])}}
+    accuracy = sum(it.correct for it in bridged.items) / 8
+    assert accuracy == pytest.approx(own["results"]["ifeval_local"]["prompt_level_strict_acc,none"])
+    assert 0 < accuracy < 1  # both outcomes occur, so a mismatch would show
+
+
+def test_the_chat_template_setting_is_recorded_and_results_with_another_are_not_paired(tiny_model_dir, gsm8k_like):
+    model = load_model(str(tiny_model_dir), device="cpu")
+    plain = evaluate_lm_eval(model, [str(gsm8k_like)], batch_size=8, limit=2)
+    chat = evaluate(model, [load_tasks([str(gsm8k_like)])],
+                    settings=EvalSettings(batch_size=8, lm_eval_limit=2, lm_eval_chat_template=True))
+    assert (plain.settings["lm_eval"]["apply_chat_template"], chat.settings["lm_eval"]["apply_chat_template"]) == \
+        (False, True)
+    assert chat.items[0].prompt.startswith("<|im_start|>") and not plain.items[0].prompt.startswith("<|im_start|>")
+    with pytest.raises(ForgetlessError, match="suite 'lm-eval:sums' changed between the two results"):
+        compare(plain, chat)

@@ -72,6 +72,9 @@ CASES = [
     ({"kind": "english_words_ratio", "min": 0.7}, "xq zzv blorf qwerty vvv kkkk asdf ghjk", False),
     ({"kind": "english_words_ratio", "min": 0.5}, "", False),
     ({"kind": "english_words_ratio", "min": 0.0}, "", True),
+    # lm-eval's IFEval verifier (tests/suites/test_ifeval_checks.py covers every instruction)
+    ({"kind": "ifeval", "instruction": "punctuation:no_comma"}, "Red and blue.", True),
+    ({"kind": "ifeval", "instruction": "punctuation:no_comma"}, "Red, blue.", False),
 ]
 
 

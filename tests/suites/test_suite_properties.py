@@ -46,6 +46,11 @@ CHECK_STRATEGIES = {
     "one_of": st.builds(dict, values=st.lists(text, min_size=1, max_size=4)),
     "max_sentences": st.builds(dict, n=st.integers(1, 20)),
     "english_words_ratio": st.builds(dict, min=st.floats(0, 1)),
+    "ifeval": st.sampled_from([
+        {"instruction": "punctuation:no_comma", "loose": True},
+        {"instruction": "length_constraints:number_words", "kwargs": {"num_words": 40, "relation": "less than"}},
+        {"instruction": "keywords:existence", "kwargs": {"keywords": ["tea", "milk"]}},
+    ]),
 }
 assert set(CHECK_STRATEGIES) == set(CHECKS.names())
 
@@ -99,10 +104,10 @@ def test_suites_round_trip(rows):
     assert [i.to_dict() for i in loaded.items] == [i.to_dict() for i in items]
 
 
-FIELD_NAMES = ["id", "type", "category", "question", "choices", "answer", "prompt", "answers", "match", "checks", "severity", "text", "meta", "kind", "pattern", "n"]
+FIELD_NAMES = ["id", "type", "category", "question", "choices", "answer", "prompt", "answers", "match", "checks", "severity", "text", "meta", "kind", "pattern", "n", "instruction", "kwargs"]
 loose_object = st.dictionaries(
     st.sampled_from(FIELD_NAMES) | st.text(max_size=5),
-    st.sampled_from(["mc", "gen", "check", "text", "regex", "contains", "("]) | json_value | st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), json_value, max_size=3), max_size=2),
+    st.sampled_from(["mc", "gen", "check", "text", "regex", "contains", "(", "ifeval", "length_constraints:number_words"]) | json_value | st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), json_value, max_size=3), max_size=2),
     max_size=8,
 ).map(json.dumps)
 any_line = st.text(max_size=40) | loose_object | suite_rows().map(lambda rows: json.dumps(rows[0]))
