@@ -102,6 +102,7 @@ class PenaltyTrainerMixin:
                  guard: NonFiniteGuard | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.regularizers = list(regularizers or [])
+        self._refuse_sharded_weights()
         for _, reg in self.regularizers:
             if hasattr(reg, "prepare"):
                 reg.prepare(self.accelerator)
@@ -112,6 +113,11 @@ class PenaltyTrainerMixin:
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         extra = {k: inputs.pop(k) for k in PENALTY_KEYS if k in inputs}  # for the penalties, not the model
+        penalize = model.training and bool(self.regularizers)
+        plain = self.accelerator.unwrap_model(model) if penalize else None
+        # weight penalties first: FSDP2 holds the root module's weights whole from its forward to its backward
+        early = {name: reg.penalty(plain) for name, reg in self.regularizers
+                 if getattr(reg, "weights_only", False)} if penalize else {}
         task, outputs, reuse = self.task_loss(model, inputs, return_outputs, num_items_in_batch)
         # The Trainer divides the returned loss by the accumulation steps unless the task loss was
         # already normalized over the whole accumulated batch; penalties must match that scale.
@@ -124,12 +130,11 @@ class PenaltyTrainerMixin:
         report = 1 if scaled else steps  # per-step share, for logs
         terms = {"loss_task": task}
         loss = task
-        if model.training and self.regularizers:
-            self._refuse_sharded_weights()
-            plain = self.accelerator.unwrap_model(model)
+        if penalize:
             batch = {**inputs, **extra}
             for name, reg in self.regularizers:
-                penalty = reg.penalty(plain, batch, outputs=outputs if reuse else None) / ga
+                penalty = early[name] if name in early else reg.penalty(plain, batch, outputs=outputs if reuse else None)
+                penalty = penalty / ga
                 terms[name] = penalty
                 loss = loss + penalty
         if model.training:
@@ -146,13 +151,31 @@ class PenaltyTrainerMixin:
         return task, outputs, reuse
 
     def _refuse_sharded_weights(self) -> None:
-        """Penalties read whole weights (LoRA factors, anchors, the base forward) outside the wrapped
-        forward pass; FSDP and DeepSpeed ZeRO-3 keep only a shard of each weight there."""
-        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
-        if getattr(self, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", 0) == 3:
-            raise ForgetlessError("regularizers need every weight whole on each process, but FSDP / DeepSpeed "
-                                  "ZeRO-3 shard them", hint="use DDP or DeepSpeed ZeRO-1/2, or train without "
-                                  "regularizers (replay still works)")
+        """What runs where each process holds a shard of every weight (docs/scale-out.md). FSDP2: EWC and
+        L2-SP on their shards (`regularizers/sharded.py`), KL on precomputed targets (it reads outputs only).
+        FSDP1 (flat parameters) and DeepSpeed ZeRO-3 hide the shards' layout: no regularizer there. The
+        forgetting monitor reads whole weights in one process: refused under any sharding."""
+        state = self.accelerator.state
+        zero3 = getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", 0) == 3
+        fsdp = getattr(self, "is_fsdp_enabled", False)
+        if not (zero3 or fsdp):
+            return
+        fsdp2 = fsdp and getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 1) == 2
+        kind = "FSDP2" if fsdp2 else "FSDP" if fsdp else "DeepSpeed ZeRO-3"
+        from forgetless.train.monitor import ForgettingMonitor
+
+        if any(isinstance(cb, ForgettingMonitor) for cb in self.callback_handler.callbacks):
+            raise ForgetlessError(f"the forgetting monitor needs whole weights in one process, but {kind} shards them",
+                                  hint="turn it off (monitor: null) and run `forgetless eval` on the saved model")
+        for _, reg in self.regularizers:
+            precomputed = getattr(getattr(reg, "config", None), "top_k", 0) > 0  # KL on targets computed once
+            if fsdp2 and (getattr(reg, "weights_only", False) or precomputed):
+                continue
+            name = getattr(reg, "name", type(reg).__name__)
+            hint = ("use top_k > 0 (targets computed once, no reference model)" if fsdp2 and name == "kl" else
+                    "use FSDP2 (fsdp_version: 2), DDP or DeepSpeed ZeRO-1/2, or train with replay only")
+            raise ForgetlessError(f"regularizer '{name}' needs whole weights on each process, but {kind} shards "
+                                  "them", hint=hint)
 
     def _record(self, terms: dict[str, torch.Tensor], report: int) -> None:
         numbers = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()  # one sync

@@ -79,12 +79,33 @@ def test_unknown_penalty_suggests_the_name():
         build_penalties(torch.nn.Linear(2, 2), {"ewcc": {}})
 
 
-def test_penalties_refuse_fsdp(build_lora, build_batch, tmp_path):
-    """FSDP keeps a shard of each weight outside the forward: the penalties would read the wrong tensors."""
+@pytest.mark.parametrize("sharding, penalties, refused", [
+    ("fsdp2", {"l2sp": {"alpha": 1.0}, "ewc": {"lambda": 1.0}}, None),  # on their shards (test_fsdp.py)
+    ("fsdp2", {"kl": {"beta": 1.0, "top_k": 8}}, None),  # precomputed targets: reads outputs only
+    ("fsdp2", {"kl": {"beta": 1.0}}, "regularizer 'kl' needs whole weights on each process, but FSDP2 .*top_k > 0"),
+    ("fsdp1", {"l2sp": {"alpha": 1.0}}, "regularizer 'l2sp' needs whole weights on each process, but FSDP shards"),
+    ("zero3", {"l2sp": {"alpha": 1.0}}, "regularizer 'l2sp' .* but DeepSpeed ZeRO-3 shards them"),
+    ("fsdp2", {"monitor": True}, "the forgetting monitor needs whole weights in one process, but FSDP2 shards them"),
+])
+def test_what_runs_under_sharding(build_lora, build_batch, tmp_path, monkeypatch, sharding, penalties, refused):
+    """FSDP1 and ZeRO-3 hide where each shard lies; FSDP2 runs the penalties that can work on shards."""
+    from types import SimpleNamespace
+
+    from forgetless.train.monitor import ForgettingMonitor, select_probes
+
     model = build_lora()
+    batches = [build_batch()] if "ewc" in penalties else None
+    monitor = [ForgettingMonitor(None, select_probes(mc_items=2, gen_items=0))] if penalties.pop("monitor", 0) else []
     trainer = ForgetlessTrainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"),
-                                regularizers=build_penalties(model, {"l2sp": {"alpha": 1.0}}))
-    trainer.is_fsdp_enabled = True  # what accelerate's FSDP plugin sets
-    model.train()
-    with pytest.raises(ForgetlessError, match="FSDP"):
-        trainer.compute_loss(model, build_batch())
+                                regularizers=build_penalties(model, penalties, batches), callbacks=monitor)
+    state = trainer.accelerator.state  # what accelerate's plugins set
+    if sharding == "zero3":
+        monkeypatch.setattr(type(state), "deepspeed_plugin", property(lambda _: SimpleNamespace(zero_stage=3)))
+    else:
+        monkeypatch.setattr(trainer, "is_fsdp_enabled", True, raising=False)
+        monkeypatch.setattr(state, "fsdp_plugin", SimpleNamespace(fsdp_version=int(sharding[-1])), raising=False)
+    if refused is None:
+        trainer._refuse_sharded_weights()
+    else:
+        with pytest.raises(ForgetlessError, match=refused):
+            trainer._refuse_sharded_weights()

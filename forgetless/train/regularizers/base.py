@@ -75,6 +75,9 @@ class Regularizer:
     # True when `penalty` accepts `forgetless.train.scored.ScoredOutputs` (logits at the scored positions
     # only) or never reads the outputs; the trainer then skips the output head everywhere else
     reads_scored_logits: ClassVar[bool] = False
+    # True when `penalty` reads weights only, never the batch or the outputs: the trainer then computes it
+    # before the forward, while FSDP2 holds every weight as a shard (`sharded.py`)
+    weights_only: ClassVar[bool] = False
 
     def __init__(self, config: RegularizerConfig | dict[str, Any] | None = None, **overrides: Any):
         if config is None or isinstance(config, dict):

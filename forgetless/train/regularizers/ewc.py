@@ -36,6 +36,7 @@ from forgetless.train.fisher import STORAGE_DTYPES, diagonal_fisher, load_fisher
 from forgetless.train.regularizers.anchors import WeightAnchors
 from forgetless.train.regularizers.base import REGULARIZERS, Batch, Regularizer, RegularizerConfig, zero_like_params
 from forgetless.train.regularizers.lora import canonical_name
+from forgetless.train.regularizers.sharded import shard_all
 
 
 class EWCConfig(RegularizerConfig):
@@ -65,6 +66,7 @@ class EWC(Regularizer):
 
     name = "ewc"
     reads_scored_logits = True  # the penalty reads weights, never the outputs
+    weights_only = True
     config_class = EWCConfig
     config: EWCConfig
 
@@ -126,6 +128,8 @@ class EWC(Regularizer):
 
     def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
         self._require_setup()
+        if self.anchors.follow_shards(model):  # FSDP2 sharded the model after setup: keep this process's shard
+            self.fisher = shard_all(self.fisher, dict(model.named_parameters()))
         if not self.anchors.names():
             return zero_like_params(model)
         return 0.5 * self.config.weight * self.anchors.quadratic(self.fisher)

@@ -31,6 +31,7 @@ class L2SPConfig(RegularizerConfig):
 class L2SP(Regularizer):
     name = "l2sp"
     reads_scored_logits = True  # the penalty reads weights, never the outputs
+    weights_only = True
     config_class = L2SPConfig
     config: L2SPConfig
 
@@ -40,6 +41,7 @@ class L2SP(Regularizer):
 
     def penalty(self, model: nn.Module, batch: Batch | None = None, outputs: Any = None) -> Tensor:
         self._require_setup()
+        self.anchors.follow_shards(model)  # FSDP2 sharded the model after setup: keep this process's shard
         if not self.anchors.names():
             return zero_like_params(model)
         return 0.5 * self.config.weight * self.anchors.quadratic()
