@@ -69,6 +69,7 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (wins over `out:` in the config)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    plan: bool = typer.Option(False, "--plan", help="Print the peak memory per device, item by item; reads no weights."),
 ) -> None:
     """Fine-tune a model as CONFIG says, with replay and regularizers against forgetting.
 
@@ -76,11 +77,23 @@ def train_command(
       forgetless train examples/lora-replay-ewc.yaml --out runs/lora
       forgetless train examples/full-aggressive.yaml --set learning_rate=1e-5 --out runs/full
       forgetless train examples/lora-replay-ewc.yaml --out runs/lora --resume
+      forgetless train examples/full-aggressive.yaml --plan
     """
     from forgetless.train.recipe import is_main_process, train
 
     settings = load_config(config, [*overrides, *([f"out={out}"] if out else [])])
     quiet_libraries()
+    if plan:
+        from dataclasses import asdict
+
+        from forgetless.train.plan import plan_memory
+
+        memory = plan_memory(settings)
+        if as_json:
+            print_json({**asdict(memory), "peak": memory.peak, "fits": memory.fits})
+        else:
+            console.print(escape(memory.render()), soft_wrap=True, highlight=False)
+        return
 
     def warn(message: str) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
