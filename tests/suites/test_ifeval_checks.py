@@ -117,6 +117,8 @@ def test_language_verdicts_are_repeatable():
      "field 'checks[0].kwargs': length_constraints:number_words: kwargs num_words must not be 0 or empty"),
     ({"instruction": "length_constraints:number_words", "kwargs": {"num_words": 5, "relation": "at most"}},
      "field 'checks[0].kwargs': length_constraints:number_words: ValueError: The supported relation"),
+    ({"instruction": "length_constraints:number_words", "kwargs": {"num_words": "5", "relation": "at least"}},
+     "field 'checks[0].kwargs': length_constraints:number_words: TypeError: '<' not supported"),
     ({"instruction": "punctuation:no_comma", "kwargs": {"n": 1}},
      "field 'checks[0].kwargs': punctuation:no_comma has no kwarg 'n' (punctuation:no_comma takes no kwargs)"),
 ])
