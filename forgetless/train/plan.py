@@ -6,9 +6,10 @@ parameter count is exact. Each line is then a count times a width in bytes; only
 an estimate, per token and block, from what a decoder block keeps for its backward pass (BENCHMARKS.md
 compares the plan with measured peaks).
 
-The peak is the largest of three moments: computing EWC's Fisher before the first step, the
-backward pass (activations, the penalties' per-weight tensors, gradients) and the optimizer's step
-(gradients, the AdamW state it creates at the first step, and the temporaries of its update); the
+The peak is the largest of three moments: computing EWC's Fisher before the first step; the end of a
+forward pass from the second step on (activations, the penalties' per-weight tensors, and the AdamW
+state the first step created; gradients are freed between steps and grow only as activations are
+released); and the optimizer's step (gradients, AdamW state, the temporaries of its update). The
 weights, the Fisher, the anchors and a reference model are held throughout.
 """
 
@@ -32,8 +33,6 @@ LOGIT_COPIES = 3  # logits, their log-softmax, and its gradient, at each scored 
 KL_LOGIT_COPIES = 4  # a live KL adds the base's logits and log-softmax, the model's log-softmax, a gradient
 ADAMW_TEMPORARIES = 1  # on an accelerator AdamW's multi-tensor update copies the second moment once (its sqrt);
 # on a CPU it updates one tensor at a time: two copies of the largest (not measured on a GPU)
-LOGITS_AT_STEP = 6  # copies of the last batch's float32 logits still held at the optimizer step (measured on a CPU:
-# the same 0.9 GiB above gradients and optimizer state for SmolLM2-135M and a 360M model, both 8 x 96 x 49152)
 FISHER_BYTES = 12  # per anchored weight while the Fisher is computed: a float64 total and a batch's sum, plus
 # 4 per example whose gradient is held: one on a CPU (a loop), `fisher_chunk_size` on an accelerator (vmap)
 
@@ -160,33 +159,29 @@ def plan_memory(config: TrainConfig, device: torch.device | None = None) -> Memo
                                                      f"weight ({anchored / 1e6:.1f}M)"))
     if {"ewc", "l2sp"} & set(regs) and not adapter:
         held.append(PlanLine("anchors", n_trained * trained_width, "a copy of the trained weights at the start"))
-    kl = regs.get("kl")
-    if kl is not None and not (kl.model_extra or {}).get("top_k") and not adapter:
+    live_kl = "kl" in regs and not (regs["kl"].model_extra or {}).get("top_k")  # the base runs beside the model
+    if live_kl and not adapter:  # LoRA's base is the model with its adapters off
         held.append(PlanLine("reference model", n_all * width, "a frozen copy of the base model for KL"))
 
-    backward = [PlanLine("activations", activation_bytes(model.config, config, dtype, device),
+    backward = [PlanLine("activations", activation_bytes(model.config, config, dtype, device, live_kl),
                          f"{config.batch_size} x {config.max_length} tokens through {model.config.num_hidden_layers} "
                          "blocks" + (", recomputed per block" if config.gradient_checkpointing else "")
-                         + (", with the base model's logits for KL" if "reference model" in {x.item for x in held}
-                            or (kl is not None and not (kl.model_extra or {}).get("top_k")) else ""))]
+                         + (", with the base model's logits for KL" if live_kl else ""))]
     kept = {"ewc": 2 * anchored if adapter else anchored, "l2sp": 0 if adapter else n_trained}  # F * delta, delta
     penalty = sum(kept[name] for name in ("ewc", "l2sp") if name in regs)
     if penalty:
         backward.append(PlanLine("penalty tensors", penalty * 4, "what EWC / L2-SP keep per weight for the backward"))
-    backward.append(PlanLine("gradients", n_trained * trained_width, "one per trained weight"))
+    state = PlanLine("optimizer state", 2 * n_trained * trained_width, "AdamW's two moments")
+    backward.append(state)
     if device.type == "cpu":
         update = PlanLine("optimizer update", 2 * max(p.numel() for p in trained) * trained_width,
                           "AdamW on a CPU: one tensor at a time, two copies of the largest")
     else:
         update = PlanLine("optimizer update", ADAMW_TEMPORARIES * n_trained * trained_width,
                           "multi-tensor AdamW: a copy of the second moment")
-    tokens = config.batch_size * config.max_length
-    moments = {"the backward pass": backward,
-               "the optimizer step": [
-                   PlanLine("gradients", n_trained * trained_width, "one per trained weight"),
-                   PlanLine("optimizer state", 2 * n_trained * trained_width, "AdamW's two moments"), update,
-                   PlanLine("last logits", LOGITS_AT_STEP * tokens * model.config.vocab_size * 4,
-                            "the last batch's logits and their gradients, still held")]}
+    moments = {"a backward pass after the first step": backward,
+               "the optimizer step": [PlanLine("gradients", n_trained * trained_width, "one per trained weight"),
+                                      state, update]}
     if "ewc" in regs:
         at_once = 1 if device.type == "cpu" else (regs["ewc"].model_extra or {}).get("fisher_chunk_size", 8)
         moments = {"the Fisher's computation": [
@@ -199,8 +194,10 @@ def plan_memory(config: TrainConfig, device: torch.device | None = None) -> Memo
     return plan
 
 
-def activation_bytes(model_config: Any, config: TrainConfig, dtype: torch.dtype, device: torch.device) -> int:
-    """What the forward pass keeps for the backward pass, per device, at full length."""
+def activation_bytes(model_config: Any, config: TrainConfig, dtype: torch.dtype, device: torch.device,
+                     live_kl: bool = False) -> int:
+    """What the forward pass keeps for the backward pass, per device, at full length (`live_kl`: the base
+    model's logits and both log-softmaxes too)."""
     from forgetless.train.recipe import training_attention
 
     c = model_config
@@ -218,7 +215,6 @@ def activation_bytes(model_config: Any, config: TrainConfig, dtype: torch.dtype,
         per_block += 6 * h + mlp
     blocks = 1 if config.gradient_checkpointing else layers
     kept = tokens * (per_block * blocks + (h * layers if config.gradient_checkpointing else 0)) * width
-    live_kl = any(r.name == "kl" and not (r.model_extra or {}).get("top_k") for r in config.regularizers)
     logits = tokens * vocab * (LOGIT_COPIES + KL_LOGIT_COPIES * live_kl) * 4  # float32, at each scored position
     return kept + logits
 
