@@ -116,16 +116,6 @@ def meta_model(config: TrainConfig) -> Any:
         return apply_method(config, model)
 
 
-def weight_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    """As `recipe.load_base` chooses it: float32 master weights, except a LoRA base on a bf16 GPU."""
-    from forgetless.models.device import native_bf16
-
-    if config.dtype != "auto":
-        return getattr(torch, config.dtype)
-    bf16 = device.type == "cuda" and native_bf16(device) and config.method == "lora"
-    return torch.bfloat16 if bf16 else torch.float32
-
-
 def device_memory(device: torch.device) -> int | None:
     if device.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_properties(device.index or 0).total_memory
@@ -137,11 +127,12 @@ def device_memory(device: torch.device) -> int | None:
 def plan_memory(config: TrainConfig, device: torch.device | None = None) -> MemoryPlan:
     """The plan for `config` on `device` (the config's own by default)."""
     from forgetless.models.device import pick_device
+    from forgetless.train.recipe import training_dtype
     from forgetless.train.regularizers import lora_sites
 
     device = device or pick_device(config.device)
     model = meta_model(config)
-    dtype = weight_dtype(config, device)
+    dtype = getattr(torch, training_dtype(config, device))
     width = torch.finfo(dtype).bits // 8
     params = list(model.parameters())
     trained = [p for p in params if p.requires_grad]

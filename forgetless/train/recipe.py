@@ -330,14 +330,19 @@ def seed_everything(seed: int, deterministic: bool) -> Callable[[], None]:
     return restore
 
 
+def training_dtype(config: TrainConfig, device: torch.device | None = None) -> str:
+    """The weights' dtype: `dtype`, or for auto fp32 master weights, except a LoRA base on a bf16 GPU."""
+    if config.dtype != "auto":
+        return config.dtype
+    dev = device or pick_device(config.device)
+    return "bfloat16" if dev.type == "cuda" and native_bf16(dev) and config.method == "lora" else "float32"
+
+
 def load_base(config: TrainConfig) -> LoadedModel:
     """Load the base model in its training dtype: fp32 master weights, except a LoRA base on a bf16 GPU."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = "cpu" if distributed else config.device  # the Trainer places each process's copy
-    dtype = config.dtype
-    if dtype == "auto":
-        dev = pick_device(config.device)
-        dtype = "bfloat16" if dev.type == "cuda" and native_bf16(dev) and config.method == "lora" else "float32"
+    dtype = training_dtype(config)
     if dtype == "float16" and config.method == "full":
         raise ForgetlessError("float16 weights cannot be fully fine-tuned (the gradient scaler refuses them)",
                               hint="use dtype: bfloat16 or float32")

@@ -10,7 +10,6 @@ measured: loss, each penalty, gradient norm, and the largest relative gap of any
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 
@@ -88,7 +87,8 @@ def main() -> None:
 
     whole = build(method)
     trained = [p for p in whole.parameters() if p.requires_grad]
-    one = train(whole, penalties(whole, reference, examples), collate(examples), trained,
+    whole_regs = penalties(whole, reference, examples)
+    one = train(whole, whole_regs, collate(examples), trained,
                 lambda: sum(float(p.grad.square().sum()) for p in trained))
 
     model = build(method)
@@ -113,7 +113,7 @@ def main() -> None:
             dist.all_reduce(value)
             row[key] = float(value) / world
     shard_sizes = [p.to_local().numel() for p in regs[0].fisher.values()]
-    full_sizes = [p.numel() for p in penalties(build(method), reference, examples)[0].fisher.values()]
+    full_sizes = [p.numel() for p in whole_regs[0].fisher.values()]
 
     def gap(a: list, b: list) -> float:  # the largest relative error of any gradient tensor
         return max(float((x - y).norm() / y.norm().clamp_min(1e-12)) for x, y in zip(a, b))
