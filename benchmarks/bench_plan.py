@@ -6,8 +6,9 @@ once, from the profiler's allocation and free events in order (what a GPU run re
 `torch.cuda.max_memory_allocated`); the process's peak resident memory above its size after the
 imports is printed beside it, as it also counts the C allocator's caches and loading buffers.
 Models: SmolLM2-135M (built in), and random-weight models of SmolLM2-360M's and Llama 3.2 1B's shape
-(written once under --models, with SmolLM2's tokenizer). Full fine-tuning of the 1B shape needs
-about 25 GB in float32, more than this machine kind has, so it is planned only.
+(written once under --models, with SmolLM2's tokenizer: about 6 GB, kept for reruns). Full fine-tuning
+of the 1B shape does not fit this machine kind's 24 GB, so it is planned only. Run folders are deleted
+as soon as each case is measured (a 1B run writes gigabytes of checkpoints).
 
     python benchmarks/bench_plan.py [--models DIR] [--only 135m]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,10 +81,17 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "forgetless-plan-models")
     parser.add_argument("--only", default=None, help="one model: 135m, 360m or 1b")
     args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-plan-"))  # run folders: a 1B run writes gigabytes
+    try:
+        _measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, work: Path) -> None:
     from forgetless.train.config import TrainConfig
     from forgetless.train.plan import GIB, plan_memory
 
-    work = Path(tempfile.mkdtemp(prefix="bench-plan-"))
     data = work / "long.jsonl"  # every example longer than max_length
     data.write_text("".join(json.dumps({"text": f"Example {i}: " + "the quick brown fox jumps over the lazy dog " * 40})
                             + "\n" for i in range(32)))
@@ -97,6 +106,7 @@ def main() -> None:
         planned = plan_memory(TrainConfig(**settings)).peak
         done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(settings)], capture_output=True, text=True,
                               env={**os.environ, "FORGETLESS_QUIET": "1"}, check=False)
+        shutil.rmtree(settings["out"], ignore_errors=True)
         if done.returncode != 0:
             print(f"{shape} {label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
             continue
