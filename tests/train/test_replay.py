@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from forgetless.models.loading import resolve
+from forgetless.suites.loader import list_bundled_suites, load_suite
 from forgetless.train import replay
 from forgetless.train.data import read_records, tokenize_records
 
@@ -141,3 +143,30 @@ def test_a_smaller_draw_is_the_start_of_a_larger_one(k):
     larger = replay.sample(items, 40, seed=3)
     assert replay.sample(items, k, seed=3) == larger[:k]
     assert all(sorted(larger[i:i + 8]) == items for i in range(0, 40, 8))  # whole shuffles: repeats only past 8
+
+
+STOP_WORDS = set("what is the a an of in which who how many does do are for to by with and on from that was did "
+                 "most called we you word our".split())
+
+
+def _content_words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower())) - STOP_WORDS
+
+
+def test_bundled_replay_asks_nothing_the_probe_suites_ask():
+    """Replay holds the model to the base's answers: a probe question in it would be rehearsed, not measured.
+
+    A replay prompt whose content words are three quarters or more of one probe question's is a copy
+    ("Which river flows through Paris?"); sharing the form is fine ("What is the capital of Canada?").
+    """
+    probes = [(name, item.question if item.type == "mc" else item.prompt) for name in list_bundled_suites()
+              for item in load_suite(name).items if item.type in ("mc", "gen", "check")]
+    prompts = replay.general_prompts()
+    assert len(prompts) == len(set(prompts)) > 200
+    copies = []
+    for prompt in prompts:
+        words = _content_words(prompt)
+        for name, question in probes:
+            if len(words) >= 2 and len(words & _content_words(question)) >= 0.75 * len(words):
+                copies.append(f"{prompt!r} ~ {name}: {question!r}")
+    assert copies == []
