@@ -129,13 +129,18 @@ class RegularizerSpec(BaseModel):
         """The regularizer's config as a dict: its options, plus `weight` when given."""
         return {**self.options, **({"weight": self.weight} if self.weight is not None else {})}
 
+    def resolved(self) -> Any:
+        """The regularizer's own config, its defaults filled in (None: a factory without a config class)."""
+        config_class = self._config_class()
+        return None if config_class is None else config_class(**self.arguments())
+
     def resolved_weight(self) -> float:
         """The multiplier this term trains with: `weight`, else the regularizer's own lambda/alpha/beta or
         that option's default (1 for a registered factory without a config class)."""
-        config_class = self._config_class()
-        if config_class is None:
+        resolved = self.resolved()
+        if resolved is None:
             return 1.0 if self.weight is None else self.weight
-        return float(config_class(**self.arguments()).weight)
+        return float(resolved.weight)
 
 
 class BudgetSection(Section):

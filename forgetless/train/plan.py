@@ -142,7 +142,7 @@ def plan_memory(config: TrainConfig, device: torch.device | None = None) -> Memo
     weights = (n_all - n_trained) * width + n_trained * trained_width
     names = {s.base_name for s in lora_sites(model)} if adapter else set()
     anchored = sum(p.numel() for n, p in model.named_parameters() if n in names) if adapter else n_trained
-    regs = {r.name: r for r in config.regularizers if (r.weight is None or r.weight > 0)}
+    regs = {r.name: r.resolved() for r in config.regularizers if r.resolved_weight() > 0}  # defaults filled in
 
     held = [PlanLine("weights", weights, f"{n_all / 1e6:.1f}M parameters, {n_trained / 1e6:.2f}M trained")]
     if "ewc" in regs:
@@ -150,7 +150,7 @@ def plan_memory(config: TrainConfig, device: torch.device | None = None) -> Memo
                                                      f"weight ({anchored / 1e6:.1f}M)"))
     if {"ewc", "l2sp"} & set(regs) and not adapter:
         held.append(PlanLine("anchors", n_trained * trained_width, "a copy of the trained weights at the start"))
-    live_kl = "kl" in regs and not (regs["kl"].model_extra or {}).get("top_k")  # the base runs beside the model
+    live_kl = "kl" in regs and not regs["kl"].top_k  # the base runs beside the model
     if live_kl and not adapter:  # LoRA's base is the model with its adapters off
         held.append(PlanLine("reference model", n_all * width, "a frozen copy of the base model for KL"))
 
@@ -174,7 +174,7 @@ def plan_memory(config: TrainConfig, device: torch.device | None = None) -> Memo
                "the optimizer step": [PlanLine("gradients", n_trained * trained_width, "one per trained weight"),
                                       state, update]}
     if "ewc" in regs:
-        at_once = 1 if device.type == "cpu" else (regs["ewc"].model_extra or {}).get("fisher_chunk_size", 8)
+        at_once = 1 if device.type == "cpu" else regs["ewc"].fisher_chunk_size
         moments = {"the Fisher's computation": [
             PlanLine("Fisher sums", anchored * (FISHER_BYTES + 4 * at_once),
                      f"a float64 total, a batch's sum, {at_once} example gradient{'s' if at_once > 1 else ''}")],

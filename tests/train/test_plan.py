@@ -81,3 +81,9 @@ def test_cli_plans_without_weights(tiny_model_dir, tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert (done.value.code or 0) == 0
     assert "Fisher" in out and "anchors" in out and "peak" in out and not list(tmp_path.glob("**/runs"))
+
+
+def test_a_term_turned_off_by_its_own_weight_is_not_planned(tiny_model_dir):
+    """`lambda: 0` turns EWC off as `weight: 0` does: the plan reads the regularizer's own resolved config."""
+    lines = _lines(plan_memory(_config(tiny_model_dir, method="full", regularizers=[{"name": "ewc", "lambda": 0}])))
+    assert "Fisher" not in lines and "anchors" not in lines
