@@ -6,6 +6,8 @@ Run: python benchmarks/bench_step.py [--rounds 3] [--batches 6] [--model M] [--t
   once per batch (`forgetless.train.scored`);
 - the KL term on the replayed rows of a mixed batch (25% self-replay): the base model run beside the trained one
   (`top_k: 0`) against targets computed once (`top_k: 128`);
+- the same rows of the run's stream (25% self-replay, top-128 KL), batched as mixed and regrouped by length
+  (`forgetless.train.data.group_by_length`), with the padded share of each;
 - with --tuned (a LoRA run folder): the top-k KL against the exact KL on 48 replayed answers, for several k.
 Prints each arm's seconds per batch (median over rounds) and the ratios.
 """
@@ -22,10 +24,10 @@ import forgetless.eval.decode as decode
 from forgetless.models import load_model
 from forgetless.models.adapters import adapters_disabled
 from forgetless.train.config import FreezeSection, LoraSection
-from forgetless.train.data import collator_for, read_records, tokenize_records
+from forgetless.train.data import GROUP_WINDOW, collator_for, group_by_length, read_records, tokenize_records
 from forgetless.train.freeze import apply_lora
 from forgetless.train.regularizers.kl import KLToBase, mean_kl, topk_kl
-from forgetless.train.replay import replay_records, sample
+from forgetless.train.replay import mix, replay_count, replay_records, sample
 from forgetless.train.scored import scored_cross_entropy, scored_forward
 
 
@@ -89,6 +91,35 @@ def kl_arms(model, tokenizer, domain, replay, rounds: int) -> None:
         print(f"step {name:24s} {med:.3f} s/batch  {med / base:.2f}x of a step without KL")
 
 
+def grouping_arms(model, tokenizer, domain, replay, rounds: int, batches: int) -> None:
+    collate = collator_for(tokenizer)
+    k = replay_count(len(domain), 0.25)
+    stream = mix([dict(e) for e in domain], [{**e, "general": True} for e in sample(replay, k, 0)], 0)
+    stream = stream[:8 * batches]
+    kl = KLToBase({"beta": 0.5, "examples": "general", "top_k": 128})
+    kl.setup(model)
+    kl.prepare_examples(model, stream, collate)
+    arms = {"mixed": stream, "grouped by length": group_by_length(stream, 8)}
+    assert sorted(map(id, arms["mixed"])) == sorted(map(id, arms["grouped by length"]))  # the same rows
+
+    def step(b):
+        out = scored_forward(model, b)
+        (scored_cross_entropy(out, b["labels"]) + kl.penalty(model, b, outputs=out)).backward()
+
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(rounds):
+        for name, rows in arms.items():
+            times[name].append(median_seconds(step, [collate(rows[i:i + 8]) for i in range(0, len(rows), 8)]))
+            model.zero_grad(set_to_none=True)
+    base = statistics.median(times["mixed"])
+    for name, rows in arms.items():
+        widths = [max(len(e["input_ids"]) for e in rows[i:i + 8]) for i in range(0, len(rows), 8)]
+        padded = 1 - sum(len(e["input_ids"]) for e in rows) / (8 * sum(widths))
+        med = statistics.median(times[name])
+        print(f"stream {name:20s} {med:.3f} s/batch  {base / med:.2f}x  padding {padded:.0%} of the tokens  "
+              f"rounds {[round(v, 2) for v in times[name]]}")
+
+
 @torch.no_grad()
 def topk_error(run_dir: str, model_spec: str) -> None:
     tuned = load_model(run_dir)
@@ -134,6 +165,7 @@ def main() -> None:
     collate = collator_for(tok)
     task_arms(model, [collate(domain[i:i + 8]) for i in range(0, 8 * args.batches, 8)], args.rounds)
     kl_arms(model, tok, domain, replay, args.rounds)
+    grouping_arms(model, tok, domain, replay, args.rounds, 2 * GROUP_WINDOW)
     if args.tuned:
         topk_error(args.tuned, args.model)
 

@@ -179,10 +179,12 @@ class TrainConfig(Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (wins over "
                                                           "epochs).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training mix.")
-    max_seconds: float | None = Field(None, gt=0, description="Fewer steps when max_steps (or epochs) would take "
-                                                              "longer than this: a step is timed on the first "
-                                                              "batches before training, and the count that fits is "
-                                                              "written to the run's config.yaml.")
+    max_seconds: float | None = Field(None, gt=0, description="Fewer steps when training would take longer than "
+                                                              "this, counted from its start (loading, self-replay, "
+                                                              "the timing and the monitor's checks included): a "
+                                                              "step is timed on the first batches before training, "
+                                                              "and the count that fits is written to the run's "
+                                                              "config.yaml.")
     batch_size: int = Field(8, gt=0, description="Examples per device per forward pass.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Forward passes per optimizer step; the "
                                                                   "effective batch is batch_size times this.")

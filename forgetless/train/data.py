@@ -295,6 +295,40 @@ class PadCollator:
         return batch
 
 
+GROUP_WINDOW = 8  # consecutive batches whose rows `group_by_length` regroups
+
+
+def group_by_length(examples: list[dict[str, Any]], batch_size: int, pass_size: int | None = None,
+                    window: int = GROUP_WINDOW) -> list[dict[str, Any]]:
+    """The same rows, regrouped window by window (`window` batches of `batch_size`) so that each batch holds
+    rows of like length: the collator pads every row to its batch's longest, and each pad token costs a real
+    one in the forward and backward. Every batch keeps its count of general (replay) rows, so each step still
+    sees the mix's share of replay; only which rows share a batch changes, never which rows a window trains.
+
+    A window that would span two passes of `pass_size` rows is left as it is: each pass keeps every example
+    once, and no example meets its own copy in a batch (a small set's window would span several passes).
+    Within a window, batches with more general rows take the longest of each kind first.
+    """
+    out: list[dict[str, Any]] = []
+    span = batch_size * window
+    for start in range(0, len(examples), span):
+        chunk = examples[start:start + span]
+        if pass_size and start // pass_size != (start + span - 1) // pass_size:
+            out += chunk
+            continue
+        batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        pools = {kind: sorted((e for e in chunk if bool(e.get("general")) == kind),
+                              key=lambda e: len(e["input_ids"]), reverse=True) for kind in (True, False)}
+        general = [sum(bool(e.get("general")) for e in b) for b in batches]
+        grouped: list[list[dict[str, Any]]] = [[] for _ in batches]
+        for i in sorted(range(len(batches)), key=lambda i: -general[i]):
+            for kind, n in ((True, general[i]), (False, len(batches[i]) - general[i])):
+                grouped[i] += pools[kind][:n]
+                pools[kind] = pools[kind][n:]
+        out += [e for b in grouped for e in b]
+    return out
+
+
 def collator_for(tokenizer: Any) -> PadCollator:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return PadCollator(pad_token_id=pad if pad is not None else 0)

@@ -128,6 +128,22 @@ class ForgettingMonitor(TrainerCallback):
             ids, mask = self._kl_batch(model)
             self.base["logits"] = model(input_ids=ids, attention_mask=mask).logits.to(torch.bfloat16).cpu()
 
+    def measure_base(self, model: Any) -> float | None:
+        """Measure the base model before training (what step 0 would do) and return the seconds it took: one
+        check's cost, which a time budget counts for the checks to come. None when a baseline was given."""
+        if self.base is not None:
+            return None
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        try:
+            self._baseline(model)
+        finally:
+            model.train(was_training)
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        return seconds
+
     @torch.no_grad()
     def _kl(self, model: Any) -> float:
         ids, mask = self._kl_batch(model)

@@ -40,9 +40,11 @@ from forgetless.models.loading import RUN_FILE, LoadedModel, load_model
 from forgetless.train import presets
 from forgetless.train.config import TrainConfig, dump_config
 from forgetless.train.data import (
+    GROUP_WINDOW,
     ExampleDataset,
     Tokenized,
     collator_for,
+    group_by_length,
     read_records,
     responses,
     tokenize_records,
@@ -55,7 +57,7 @@ from forgetless.train.trainer import ForgetlessTrainer, LogLastStep, NonFiniteGu
 Notify = Callable[[str], None]
 MONITOR_CHECKS = 4  # without `monitor.every`: step 0 and about this many checks after
 MONITOR_EVERY = 50  # ... or every this many steps when the step count is not known
-TIMED_BATCHES = 3  # after a warm-up batch, to time a step for `max_seconds`
+TIMED_BATCHES = GROUP_WINDOW - 1  # after a warm-up batch, to time a step for `max_seconds`: the first window
 # Settings a checkpoint depends on (weights' shapes, data order); others may change on --resume.
 MUST_MATCH_ON_RESUME = {"model", "data", "method", "lora", "freeze", "seed", "batch_size",
                         "gradient_accumulation_steps", "max_length", "replay", "dtype"}
@@ -133,10 +135,12 @@ def train(config: TrainConfig, *, callbacks: Sequence[Any] = (), resume: bool = 
             if not progress:
                 trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
             checkpoint = last_checkpoint(run_dir) if resume else None
-            if config.max_seconds:
-                config = fit_time_budget(trainer, config, data.stream, checkpoint, run_dir if main else None, notify)
             monitor = build_monitor(config, loaded.tokenizer, monitor_baseline)
+            if config.max_seconds:
+                config = fit_time_budget(trainer, config, data.stream, checkpoint, run_dir if main else None, notify,
+                                         started=clock, monitor=monitor)
             if monitor:
+                monitor.every = monitor_every(config)  # the checks follow the steps that fit
                 trainer.add_callback(monitor)
             fitting = True
             fit(trainer, checkpoint)
@@ -251,10 +255,15 @@ def build_monitor(config: TrainConfig, tokenizer: Any, baseline: dict[str, Any] 
     from forgetless.train.monitor import ForgettingMonitor, select_probes
 
     m = config.monitor
-    every = m.every or (math.ceil(config.max_steps / MONITOR_CHECKS) if config.max_steps else MONITOR_EVERY)
     return ForgettingMonitor(tokenizer, select_probes(mc_items=m.mc_items, gen_items=m.gen_items),
-                             every=every, max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
+                             every=monitor_every(config), max_drop=m.budget.max_drop, max_kl=m.budget.max_kl,
                              early_stop=m.early_stop, baseline=baseline)
+
+
+def monitor_every(config: TrainConfig) -> int:
+    """Steps between the monitor's checks: `monitor.every`, or MONITOR_CHECKS checks over a known count."""
+    every = config.monitor.every if config.monitor else None
+    return every or (math.ceil(config.max_steps / MONITOR_CHECKS) if config.max_steps else MONITOR_EVERY)
 
 
 def save_weights(trainer: Any, config: TrainConfig, loaded: LoadedModel, run_dir: Path) -> None:
@@ -405,6 +414,8 @@ def build_data(config: TrainConfig, loaded: LoadedModel) -> TrainData:
                      f"{len(general.examples)}; some repeat")
     flagged = [{**example, "general": True} for example in replay]  # for penalties scoped to general examples
     stream = [e for p in range(passes) for e in mix(domain.examples, flagged[p * k:(p + 1) * k], config.seed + p)]
+    if config.max_steps:  # read in order: rows of like length share a batch (the Trainer shuffles an epoch's own)
+        stream = group_by_length(stream, config.batch_size, pass_size=len(domain.examples) + k)
     return TrainData(stream=stream, reference=reference, counts=counts, notes=notes, in_order=bool(config.max_steps))
 
 
@@ -417,9 +428,12 @@ def planned_steps(config: TrainConfig, stream_size: int) -> int:
 
 
 def fit_time_budget(trainer: ForgetlessTrainer, config: TrainConfig, stream: list[dict[str, Any]],
-                    checkpoint: str | None, run_dir: Path | None, notify: Notify) -> TrainConfig:
+                    checkpoint: str | None, run_dir: Path | None, notify: Notify, *, started: float,
+                    monitor: Any = None) -> TrainConfig:
     """`config` with `max_steps` cut to what fits `max_seconds` (`forgetless.train.budget`), timed on the
-    stream's first batches with the trainer's own loss, penalties included.
+    stream's first batches with the trainer's own loss, penalties included. The budget counts from
+    `started` (`time.time()` when training began): loading, self-replay and this timing spend it too, and
+    the forgetting `monitor`'s checks to come, each costing what its first (on the base model, now) took.
 
     The count is written to RUN/config.yaml, so `--set max_steps=N` repeats the run; the stream and
     its order do not depend on it beyond their length. A resumed run keeps its checkpoint's count.
@@ -443,13 +457,20 @@ def fit_time_budget(trainer: ForgetlessTrainer, config: TrainConfig, stream: lis
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         per_step = seconds_per_batch(step, batches) * accumulation if len(batches) > 1 else 0.0
+    check = (monitor.measure_base(model) if monitor is not None else None) or 0.0
+    spent = time.time() - started
     if trainer.accelerator.num_processes > 1:  # every process must stop at the same step: the slowest decides
-        per_step = float(trainer.accelerator.gather(torch.tensor([per_step], device=device)).max())
+        gathered = trainer.accelerator.gather(torch.tensor([[per_step, spent, check]], device=device)).max(0).values
+        per_step, spent, check = map(float, gathered)
     model.zero_grad(set_to_none=True)
     trainer.reset_penalty_logs()
-    steps = steps_within(config.max_seconds, per_step, planned)
-    notify(f"training time budget: {per_step:.2f} s per step here (timed), so {steps} of {planned} steps fit "
-           f"in {config.max_seconds:g} s (max_seconds)" + (" - set max_steps to choose" if steps < planned else ""))
+    every = config.monitor.every if config.monitor else None  # checks every `every` steps, or MONITOR_CHECKS
+    checks = 0.0 if every else MONITOR_CHECKS * check
+    steps = steps_within(config.max_seconds - spent - checks, per_step + (check / every if every else 0.0), planned)
+    notify(f"training time budget: {per_step:.2f} s per step here (timed), {spent:.0f} s spent before the first "
+           f"step" + (f" and {check:.0f} s per monitor check" if check else "")
+           + f", so {steps} of {planned} steps fit in {config.max_seconds:g} s (max_seconds)"
+           + (" - set max_steps to choose" if steps < planned else ""))
     config = config.model_copy(update={"max_steps": steps})
     trainer.args.max_steps = steps
     if run_dir is not None:
@@ -462,6 +483,8 @@ def stream_passes(config: TrainConfig, mix_size: int) -> int:
 
     Built into the stream, each pass is shuffled on its own and draws replay examples of its own from the
     source: a small data set trained for many passes rehearses many general examples, not the same few again.
+    The rows of any step do not depend on how many passes were built (`group_by_length` regroups within a
+    pass only), so a count cut by `max_seconds` repeats with `--set max_steps=N`.
     """
     if not config.max_steps or not mix_size:
         return 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import random
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from forgetless.models.loading import resolve
 from forgetless.train.data import (
     IGNORE_INDEX,
     PadCollator,
+    group_by_length,
     read_records,
     tokenize_records,
 )
@@ -137,3 +140,49 @@ def test_collator_right_pads():
     assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["input_ids"].dtype == torch.long
+
+
+# --- rows of like length share a batch (group_by_length) ------------------------------------------
+
+
+def stream_of(lengths: list[int], general: list[bool] | None = None) -> list[dict]:
+    general = general or [False] * len(lengths)
+    return [{"input_ids": [i] * n, "general": g} if g else {"input_ids": [i] * n}
+            for i, (n, g) in enumerate(zip(lengths, general))]
+
+
+def padded(stream: list[dict], size: int) -> int:
+    return sum(size * max(len(e["input_ids"]) for e in stream[i:i + size]) for i in range(0, len(stream), size))
+
+
+def test_grouping_keeps_each_windows_rows_and_each_batchs_replay_count():
+    rng = random.Random(0)
+    lengths = [rng.randint(20, 96) for _ in range(203)]  # a last window and a last batch that are partial
+    general = [rng.random() < 0.25 for _ in lengths]
+    stream = stream_of(lengths, general)
+    grouped = group_by_length(stream, 4, window=5)
+    assert len(grouped) == len(stream)
+    for start in range(0, len(stream), 20):  # the same rows, window by window
+        assert sorted(id(e) for e in grouped[start:start + 20]) == sorted(id(e) for e in stream[start:start + 20])
+    for start in range(0, len(stream), 4):  # each batch keeps its number of replayed rows
+        assert (sum("general" in e for e in grouped[start:start + 4])
+                == sum("general" in e for e in stream[start:start + 4]))
+    assert padded(grouped, 4) < 0.9 * padded(stream, 4)
+
+
+def test_grouping_pads_least_when_all_rows_are_alike():
+    """One kind of row: the padded total is the least of every way to share the rows out (brute force)."""
+    rng = random.Random(1)
+    for _ in range(20):
+        lengths = [rng.randint(1, 30) for _ in range(6)]
+        best = min(padded(stream_of([lengths[i] for i in order]), 2) for order in itertools.permutations(range(6)))
+        assert padded(group_by_length(stream_of(lengths), 2, window=3), 2) == best
+
+
+def test_a_window_that_spans_two_passes_is_left_as_it_is():
+    """Passes of 6 rows, windows of 4: rows 4-7 hold both passes' rows and keep their order, so a pass still
+    holds each example once and no example meets its own copy in a batch."""
+    stream = stream_of([5, 1, 4, 2, 6, 3, 7, 8, 2, 9, 1, 3])
+    grouped = group_by_length(stream, 2, pass_size=6, window=2)
+    assert grouped[4:8] == stream[4:8]
+    assert [len(e["input_ids"]) for e in grouped[:4] + grouped[8:]] == [5, 4, 2, 1, 9, 3, 2, 1]

@@ -7,8 +7,11 @@ and the NaN guard run on a 4-block, 32-wide Llama with the real tokenizer.
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import sys
+import time
 import types
 
 import pytest
@@ -24,6 +27,7 @@ from forgetless.train import TrainConfig, train, validate_config
 from forgetless.train.config import FreezeSection, LoraSection
 from forgetless.train.data import collator_for, read_records, tokenize_records
 from forgetless.train.freeze import apply_lora, check_base_frozen
+from forgetless.train.recipe import build_data, load_base
 
 FACTS = [("What is the capital of Zorbland?", "Quixville is the capital of Zorbland."),
          ("Who founded Zorbland?", "Queen Mira founded Zorbland in 1402."),
@@ -279,6 +283,19 @@ def test_attention_kernel_is_eager_only_for_short_sequences_on_a_cpu():
 # --- the time budget (max_seconds) ----------------------------------------------------------------
 
 
+def test_the_rows_of_each_step_do_not_depend_on_how_many_steps_the_stream_was_built_for(tiny, domain):
+    """The stream is grouped by length window by window; built for N steps it starts with the rows of the
+    stream built for more, so a count cut by max_seconds repeats with max_steps=N."""
+    settings = dict(model=tiny, data=domain, replay={"fraction": 0.25, "source": "bundled"}, batch_size=3)
+    loaded = load_base(config(**settings))
+    longest = build_data(config(max_steps=40, **settings), loaded).stream
+    assert build_data(config(max_steps=40, **settings), loaded).stream == longest  # seeded
+    for steps in range(1, 40):
+        stream = build_data(config(max_steps=steps, **settings), loaded).stream
+        assert stream[:3 * steps] == longest[:3 * steps], steps
+
+
+
 def test_a_time_budget_cuts_the_steps_and_trains_exactly_as_that_many_steps_would(tiny, domain, tmp_path):
     """max_seconds too short for one step: 1 step, recorded in config.yaml, and the weights equal a plain
     max_steps=1 run's (the stream built for 12 steps starts with the one built for 1; timing changes nothing)."""
@@ -297,3 +314,44 @@ def test_a_time_budget_cuts_the_steps_and_trains_exactly_as_that_many_steps_woul
 
     roomy = train(config(out=str(tmp_path / "r"), max_steps=3, max_seconds=1e6, **settings), progress=False)
     assert roomy.steps == 3  # a budget that fits changes nothing
+
+
+def test_the_time_budget_counts_what_training_spent_before_its_first_step(tiny, domain, tmp_path, monkeypatch):
+    """Loading and self-replay spend max_seconds too: preparing the data takes 2000 s on this clock, so a 1500 s
+    budget has no time left for more than one step, although 12 would fit in 1500 s alone."""
+    recipe = sys.modules["forgetless.train.recipe"]
+    offset = [0.0]
+    monkeypatch.setattr(recipe, "time", types.SimpleNamespace(time=lambda: time.time() + offset[0]))
+    prepare = recipe.build_data
+
+    def slow_build_data(*args, **kwargs):
+        offset[0] += 2000.0
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "build_data", slow_build_data)
+    said: list[str] = []
+    settings = dict(max_steps=12, max_seconds=1500, model=tiny, data=domain)
+    assert train(config(out=str(tmp_path / "t"), **settings), progress=False, notify=said.append).steps == 1
+    fitted = r"20\d\d s spent before the first step, so 1 of 12 steps fit in 1500 s"
+    assert any(re.search(fitted, m) for m in said), said
+    monkeypatch.setattr(recipe, "build_data", prepare)  # no such cost: all 12 fit
+    assert train(config(out=str(tmp_path / "r"), **settings), progress=False).steps == 12
+
+
+def test_the_time_budget_counts_the_monitors_checks_to_come(tiny, domain, tmp_path, monkeypatch):
+    """The monitor measures the base before the budget is fitted; on this clock a check takes 150 s, so the
+    4 checks to come leave no time in 500 s for more than one step."""
+    calls = [0]
+
+    def clock() -> float:
+        calls[0] += 1
+        return 150.0 * calls[0]
+
+    monkeypatch.setattr(importlib.import_module("forgetless.train.monitor"), "time",
+                        types.SimpleNamespace(perf_counter=clock))
+    said: list[str] = []
+    result = train(config(out=str(tmp_path / "t"), max_steps=12, max_seconds=500, model=tiny, data=domain,
+                          monitor={"mc_items": 2, "gen_items": 0}), progress=False, notify=said.append)
+    assert result.steps == 1
+    assert any("150 s per monitor check, so 1 of 12 steps fit in 500 s" in m for m in said), said
+    assert [p["step"] for p in result.monitor["points"]] == [0, 1]

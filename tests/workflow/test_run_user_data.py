@@ -74,7 +74,7 @@ def test_the_training_budget_follows_the_data_and_the_device(tmp_path):
     said: list[str] = []
     config = training_config(RunOptions(data=str(SMALL)), tmp_path / "run" / "train", 16, said.append)
     assert config.max_steps == MIN_STEPS and config.max_seconds == CPU_TRAIN_SECONDS
-    assert f"{CPU_TRAIN_SECONDS} s on this CPU" in said[0]
+    assert f"a {CPU_TRAIN_SECONDS} s training stage on this CPU" in said[0]
     chosen = training_config(RunOptions(data=str(SMALL), overrides=["max_steps=7"]), tmp_path / "b" / "train", 16)
     assert chosen.max_steps == 7 and chosen.max_seconds is None  # the user's count is the user's
 
