@@ -53,7 +53,8 @@ def run_command(
 ) -> None:
     """Evaluate -> fine-tune with protections (LoRA + self-replay with KL on it + monitor) -> evaluate -> compare -> report.
 
-    The training budget follows the data: 4 passes over it (at least 60 steps; at most 260 on a CPU).
+    The training budget follows the data: 4 passes over it (at least 60 steps); on a CPU, at most what fits a
+    600 s training stage.
 
     Examples:
       forgetless run
