@@ -61,7 +61,7 @@ class ReplaySection(Section):
                                                "model's own greedy answers to the bundled prompts, generated "
                                                "once and cached) or a path to a JSONL file.")
     num_prompts: int | None = Field(None, gt=0, description="With source 'self': how many bundled prompts to "
-                                                            "answer, spread evenly over the pool (default: all).")
+                                                            "answer (default: all).")
     max_new_tokens: int = Field(96, gt=0, description="With source 'self': longest generated answer, in tokens.")
     reference_examples: int = Field(64, gt=0, description="General examples given to regularizers as reference "
                                                           "data (e.g. the Fisher information of EWC).")

@@ -99,23 +99,14 @@ def _bundled_or_fail() -> Path:
 
 
 def general_prompts(num_prompts: int | None = None) -> list[str]:
-    """Prompts of the bundled replay set (its user turns), in file order; `num_prompts` of them spread evenly
-    over the file. The file holds its kinds in blocks (advice, rewriting, JSON, lists, greetings, arithmetic,
-    definitions, ...): its head would leave the later kinds unrehearsed."""
+    """Prompts of the bundled replay set (its user turns), in file order."""
     prompts = []
     for record in read_records(_bundled_or_fail()):
         if record.format == "prompt_response":
             prompts.append(record.data["prompt"])
         elif record.format == "messages":
             prompts.append(next(m["content"] for m in record.data["messages"] if m["role"] == "user"))
-    return spread(prompts, num_prompts) if num_prompts else prompts
-
-
-def spread(items: list[T], n: int) -> list[T]:
-    """`n` of `items` at evenly spaced positions, in order (all of them when n >= len(items))."""
-    if n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
+    return prompts[:num_prompts] if num_prompts else prompts
 
 
 def self_replay(model: Any, tokenizer: Any, *, model_path: str, prompts: list[str] | None = None,

@@ -78,7 +78,7 @@ def test_self_replay_is_generated_once_and_cached(general, tokenizer, monkeypatc
     kwargs = dict(model=model, tokenizer=tokenizer, model_path="/models/tiny", num_prompts=4, max_new_tokens=6)
     first = replay.replay_records("self", **kwargs)
     second = replay.replay_records("self", **kwargs)
-    assert len(calls) == 1 and calls[0] == [f"Question {i}?" for i in (0, 2, 5, 7)]  # spread over the file
+    assert len(calls) == 1 and calls[0] == [f"Question {i}?" for i in range(4)]
     assert [r.data for r in first] == [r.data for r in second]
     assert all(r.format == "prompt_response" for r in first)
     cache = replay.self_replay_cache_path("/models/tiny", calls[0], 6)
@@ -86,27 +86,6 @@ def test_self_replay_is_generated_once_and_cached(general, tokenizer, monkeypatc
     replay.replay_records("self", **{**kwargs, "max_new_tokens": 7})  # other settings: a new cache entry
     assert len(calls) == 2
     assert tokenizer.padding_side == "right"  # restored after left-padded generation
-
-
-@pytest.mark.parametrize("size", [1, 7, 10, 269])
-@pytest.mark.parametrize("n", [1, 3, 4, 160, 300])
-def test_spread_picks_evenly_over_the_whole_list(size, n):
-    items = list(range(size))
-    chosen = replay.spread(items, n)
-    assert len(chosen) == min(n, size) and chosen == sorted(set(chosen))  # distinct, in file order
-    assert chosen[0] == 0
-    gaps = [b - a for a, b in zip(chosen, chosen[1:])] + [size - chosen[-1]]
-    assert max(gaps) <= -(-size // n)  # no stretch of the file longer than its share is left out
-
-
-def test_default_replay_prompts_reach_the_end_of_the_bundled_pool():
-    """The bundled pool keeps its kinds in blocks; the step-by-step arithmetic and the greetings come last."""
-    everything = replay.general_prompts()
-    chosen = replay.general_prompts(160)
-    assert len(everything) > 160 and set(chosen) < set(everything)
-    steps = [p for p in everything if re.search(r"step|show|working", p, re.I)]
-    assert sum(p in chosen for p in steps) >= len(steps) * 160 // len(everything) - 1
-    assert "Hi! How are you today?" in everything[160:] and any(p in chosen for p in everything[160:184])
 
 
 def test_user_replay_file_may_use_any_format(tmp_path):
