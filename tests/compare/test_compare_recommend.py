@@ -114,6 +114,23 @@ def test_a_leaked_template_leads_to_the_data_lint_fix(synth, tmp_path):
     assert first.change.startswith("strip_boilerplate: true")
 
 
+def test_copies_alone_ask_for_the_lint_fix_not_more_replay(synth, tmp_path):
+    """Measured: doubling the replay share left the sign-off copies where they were (BENCHMARKS.md)."""
+    data = synth.write_training(tmp_path)
+    before = [synth.mc(i, correct=i < 20, open_correct=i < 29) for i in range(40)]
+    after = [synth.mc(i, correct=i < 20, open_correct=i < 29, reply=None if i < 4 else synth.TEMPLATE_REPLY)
+             for i in range(40)]
+    training = {"method": "lora", "data": str(data), "replay": {"fraction": 0.25}, "regularizers": [{"name": "kl"}]}
+    report = compare(synth.result(before), synth.result(after, training=training))
+    assert report.diagnosis.template_collapse.collapsed and report.metric("behaviour").verdict != "forgetting"
+    assert report.recommendations[0].action == "Strip the training set's sign-off before training"
+    assert not any(r.action == "Replay more general data" for r in report.recommendations)
+    lost = [synth.mc(i, correct=i < 20, open_correct=i < 4, reply=None if i < 4 else synth.TEMPLATE_REPLY)
+            for i in range(40)]  # open answers lost as well: more replay is advised again
+    report = compare(synth.result(before), synth.result(lost, training=training))
+    assert any(r.action == "Replay more general data" for r in report.recommendations)
+
+
 def test_no_lint_advice_without_boilerplate_in_the_training_data(synth, tmp_path):
     clean = tmp_path / "clean.jsonl"
     clean.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"The Zentrix device has a battery of {i} "
