@@ -13,7 +13,21 @@ from forgetless.cli.merge import parse_alphas
 from forgetless.compare.render import render_text
 from forgetless.errors import ForgetlessError
 from forgetless.merge import DEFAULT_ALPHAS, SweepResult
-from forgetless.workflow.run import RunOptions, run
+from forgetless.workflow.run import CPU_TRAIN_SECONDS, MIN_STEPS, PASSES, RunOptions, run
+
+# the budget's numbers come from the workflow's constants, so the help cannot fall behind them
+RUN_HELP = f"""Evaluate -> fine-tune with protections (LoRA + self-replay with KL on it + monitor) -> evaluate ->
+compare -> report.
+
+The training budget follows the data: {PASSES} passes over it (at least {MIN_STEPS} steps); on a CPU, at most
+what fits a {CPU_TRAIN_SECONDS} s training stage.
+
+Examples:
+  forgetless run
+  forgetless run --data mydata.jsonl --out runs/mine
+  forgetless run --config examples/lora-replay-ewc.yaml --set max_steps=30
+  forgetless run --budget 0.02 --alphas 0,0.25,0.5,0.75,1
+"""
 
 
 def _ci(value: float | None, ci: Any) -> str:
@@ -33,7 +47,7 @@ def recovery_line(result: SweepResult) -> str:
             f"general drop ({name}) {_ci(drop, ci)} within budget {result.budget:g}; model in {result.saved}")
 
 
-@app.command("run")
+@app.command("run", help=RUN_HELP)
 def run_command(
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Base model (built-in name, folder, .gguf, hub id)."),
     data: str = typer.Option("builtin:domain/train.jsonl", "--data", "-d",
@@ -51,17 +65,6 @@ def run_command(
                                          f"(default {','.join(f'{a:g}' for a in DEFAULT_ALPHAS)})."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Evaluate -> fine-tune with protections (LoRA + self-replay with KL on it + monitor) -> evaluate -> compare -> report.
-
-    The training budget follows the data: 4 passes over it (at least 60 steps); on a CPU, at most what fits a
-    600 s training stage.
-
-    Examples:
-      forgetless run
-      forgetless run --data mydata.jsonl --out runs/mine
-      forgetless run --config examples/lora-replay-ewc.yaml --set max_steps=30
-      forgetless run --budget 0.02 --alphas 0,0.25,0.5,0.75,1
-    """
     if alphas is not None and budget is None:
         raise ForgetlessError("--alphas is the recovery sweep's grid and needs --budget", hint="e.g. --budget 0.02")
     quiet_libraries()
