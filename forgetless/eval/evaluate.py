@@ -16,8 +16,8 @@ import torch
 
 from forgetless.eval.drift import score_texts
 from forgetless.eval.generate import cut_at_stops, greedy_generate
-from forgetless.eval.loglik import answer_and_score
-from forgetless.eval.prompts import render_prompt, template_fingerprint
+from forgetless.eval.loglik import answer_and_score, score_multiple_choice
+from forgetless.eval.prompts import answer_context, render_prompt, template_fingerprint
 from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteRecord
 from forgetless.eval.summary import summarize
 from forgetless.history import records
@@ -64,6 +64,14 @@ def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Pro
                                         on_batch=tick(f"{suite.name}: multiple choice", len(items)))
     replies: list[str | None] = ([cut_at_stops(r, s.stop) for r in answered] if answered is not None
                                  else [None] * len(items))
+    led = [i for i, it in enumerate(items) if it.answer_prefix]
+    if led:  # their choices are scored again after the answer's opening words; the open reply stays unprompted
+        for i in led:
+            contexts[i] = answer_context(tok, items[i].question, items[i].answer_prefix)
+        rescored = score_multiple_choice(model, tok, [contexts[i] for i in led], [items[i].choices for i in led],
+                                         batch_size=s.batch_size, after_words=True)
+        for i, score in zip(led, rescored):
+            scores[i] = score
     return [
         ItemResult(suite=suite.name, id=it.id, type="mc", category=it.category, prompt=ctx,
                    choices=list(it.choices), answer=it.answer, logliks=sc.logliks, pred=sc.pred,

@@ -154,13 +154,14 @@ def score_packed(model: Any, contexts: Sequence[Sequence[int]], conts: list[list
 
 
 def answer_and_score(model: Any, tokenizer: Any, contexts: Sequence[str], choices: Sequence[Sequence[str]], *,
-                     batch_size: int = 16, max_new_tokens: int = 0,
+                     batch_size: int = 16, max_new_tokens: int = 0, after_words: bool = False,
                      on_batch: Callable[[int], None] | None = None) -> tuple[list[McScore], list[str] | None]:
-    """Score each item's choices and, with `max_new_tokens`, answer it openly from the same prefill."""
+    """Score each item's choices and, with `max_new_tokens`, answer it openly from the same prefill.
+    `after_words`: the contexts end in an answer's opening words (`answer_context`), so a space leads each choice."""
     pad_id = pad_id_of(tokenizer)
     eos_ids = eos_ids_of(model, tokenizer)
     ctx_tokens = [encode_start(tokenizer, c) for c in contexts]
-    cont_tokens = [[encode(tokenizer, continuation_text(tokenizer, ch)) for ch in chs] for chs in choices]
+    cont_tokens = [[encode(tokenizer, continuation_text(tokenizer, ch, after_words)) for ch in chs] for chs in choices]
     fast = reuses_cache(model)
     packed = not max_new_tokens and packs(model)  # no reply to decode, so no prefilled cache to keep
     size = [len(c) + (sum(map(len, cs)) if packed else 0) for c, cs in zip(ctx_tokens, cont_tokens)]
@@ -189,9 +190,11 @@ def answer_and_score(model: Any, tokenizer: Any, contexts: Sequence[str], choice
 
 
 def score_multiple_choice(model: Any, tokenizer: Any, contexts: Sequence[str], choices: Sequence[Sequence[str]], *,
-                          batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> list[McScore]:
+                          batch_size: int = 16, after_words: bool = False,
+                          on_batch: Callable[[int], None] | None = None) -> list[McScore]:
     """Score each (rendered context, choices) pair; batches sorted by length, results in input order."""
-    return answer_and_score(model, tokenizer, contexts, choices, batch_size=batch_size, on_batch=on_batch)[0]
+    return answer_and_score(model, tokenizer, contexts, choices, batch_size=batch_size, after_words=after_words,
+                            on_batch=on_batch)[0]
 
 
 @torch.no_grad()
@@ -210,8 +213,8 @@ def score_plain(model: Any, contexts: Sequence[Sequence[int]], conts: list[list[
 
 
 def score_multiple_choice_bruteforce(model: Any, tokenizer: Any, contexts: Sequence[str],
-                                     choices: Sequence[Sequence[str]]) -> list[McScore]:
+                                     choices: Sequence[Sequence[str]], after_words: bool = False) -> list[McScore]:
     """Reference: one full forward per context+choice, no padding, no cache. Slow; for tests and benchmarks."""
     ctx = [encode_start(tokenizer, c) for c in contexts]
-    conts = [[encode(tokenizer, continuation_text(tokenizer, ch)) for ch in chs] for chs in choices]
+    conts = [[encode(tokenizer, continuation_text(tokenizer, ch, after_words)) for ch in chs] for chs in choices]
     return [make_score(ll, chs) for ll, chs in zip(score_plain(model, ctx, conts), choices)]

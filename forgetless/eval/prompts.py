@@ -25,9 +25,19 @@ def render_prompt(tokenizer: Any, text: str) -> str:
     return PLAIN_TEMPLATE.format(question=text)
 
 
-def continuation_text(tokenizer: Any, choice: str) -> str:
-    """Chat templates end with the assistant header, so the answer follows directly; plain prompts need a space."""
-    return choice if has_chat_template(tokenizer) else " " + choice
+def continuation_text(tokenizer: Any, choice: str, after_words: bool = False) -> str:
+    """Chat templates end with the assistant header, so the answer follows directly; plain prompts and an
+    answer's opening words (`answer_context`) need a space."""
+    return choice if has_chat_template(tokenizer) and not after_words else " " + choice
+
+
+def answer_context(tokenizer: Any, text: str, opening: str | None = None) -> str:
+    """The prompt, then the answer's opening words where an item gives them (lm-eval's `gen_prefix`).
+
+    A fine-tuned model that answers in sentences gives a bare choice right after the prompt little
+    probability whatever it knows, so scoring there measures its answer format, not its knowledge."""
+    prompt = render_prompt(tokenizer, text)
+    return prompt + continuation_text(tokenizer, opening) if opening else prompt
 
 
 def template_fingerprint(tokenizer: Any) -> str:

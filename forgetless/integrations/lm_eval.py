@@ -42,7 +42,7 @@ import yaml
 from forgetless.errors import ForgetlessError
 from forgetless.eval.evaluate import LM_EVAL_PREFIX
 from forgetless.eval.loglik import make_score
-from forgetless.eval.prompts import continuation_text, encode, render_prompt, template_fingerprint
+from forgetless.eval.prompts import answer_context, continuation_text, encode, render_prompt, template_fingerprint
 from forgetless.eval.results import CheckOutcome, EvalResult, ItemResult, SuiteRecord
 from forgetless.eval.summary import summarize
 from forgetless.io import atomic_write_text, write_jsonl
@@ -143,11 +143,14 @@ def export_suite(suite: Suite, tokenizer: Any, out_dir: str | Path, *, task: str
     data_path = (out / f"{task}.jsonl").resolve()  # lm-eval resolves data files from its working folder
     yaml_path = out / f"{task}.yaml"
     if kind == "mc":
-        rows = [{"id": it.id, "category": it.category, "question": it.question,
-                 "context": render_prompt(tokenizer, it.question), "choices": list(it.choices), "answer": it.answer}
-                for it in items]
         delimiter = continuation_text(tokenizer, "")  # "" after a chat template, " " after a plain prompt
-        fields = {"doc_to_text": "context", "doc_to_choice": "choices", "doc_to_target": "answer",
+        # after an item's answer prefix every choice is spaced (`answer_context`): the task's delimiter, then the rest
+        rows = [{"id": it.id, "category": it.category, "question": it.question,
+                 "context": answer_context(tokenizer, it.question, it.answer_prefix), "choices": list(it.choices),
+                 "targets": [continuation_text(tokenizer, c, bool(it.answer_prefix))[len(delimiter):]
+                             for c in it.choices], "answer": it.answer}
+                for it in items]
+        fields = {"doc_to_text": "context", "doc_to_choice": "targets", "doc_to_target": "answer",
                   "target_delimiter": delimiter}
         config = _task_config(task, data_path, suite, tokenizer, left_out, "multiple_choice", fields,
                               ("acc", "acc_norm", "acc_bytes"))
@@ -404,10 +407,11 @@ def _mc_items(suite: str, leaf: str, samples: list[dict[str, Any]], config: dict
         pairs = _pairs(s["arguments"])
         pairs = pairs[: len(pairs) // 2] if mutual else pairs  # the unconditional twins come last
         logliks = [float(r[0]) for r in s["filtered_resps"][: len(pairs)]]
-        choices = [cont.removeprefix(delimiter) for _, cont in pairs]
+        doc = s["doc"]
+        # an exported item's own choices: after its answer prefix the scored texts carry a leading space
+        choices = list(doc["choices"]) if exported else [cont.removeprefix(delimiter) for _, cont in pairs]
         gold = _gold(s["target"], choices)
         score = make_score(logliks, choices)  # acc_norm per UTF-8 byte: lm-eval's acc_bytes
-        doc = s["doc"]
         item_id = str(doc["id"]) if exported else f"{leaf}/{s['doc_id']}" if grouped else str(s["doc_id"])
         out.append(ItemResult(suite=suite, id=item_id, type="mc", category=str(doc["category"]) if exported else leaf,
                               prompt=pairs[0][0], choices=choices, answer=gold[0] if gold else None, logliks=logliks,

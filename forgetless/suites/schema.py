@@ -70,6 +70,9 @@ class McItem(ItemBase):
     question: Text
     choices: Annotated[list[Text], Field(min_length=2, max_length=MAX_CHOICES)]
     answer: int  # 0-based index into choices
+    # the answer's opening words, after which the choices are scored ("The answer is"; lm-eval's gen_prefix): for
+    # models fine-tuned to answer in sentences. The open-ended twin is still asked without them.
+    answer_prefix: Annotated[Text, AfterValidator(str.rstrip)] | None = None
 
     @field_validator("choices")
     @classmethod

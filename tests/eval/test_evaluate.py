@@ -100,3 +100,23 @@ def test_cli_eval_refuses_a_suite_without_usable_items(tmp_path):
                           "--out", str(tmp_path / "r.json")], capture_output=True, text=True)
     assert run.returncode == 2 and "bad.jsonl:1" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_an_answer_prefix_leads_the_scored_choices_but_not_the_open_reply(smollm2, tmp_path):
+    """The choices are scored after the item's opening words (a space between them), exactly as a full forward
+    over that text scores them; the open reply is the model's own, asked without them."""
+    from forgetless.eval.loglik import score_multiple_choice_bruteforce
+    from forgetless.eval.prompts import render_prompt
+
+    row = {**SUITE[0], "answer_prefix": "The capital of France is "}
+    path = tmp_path / "led.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(SUITE[0] | {"id": "q0"}) + "\n")
+    result = evaluate(smollm2, [read_suite(path)], settings=FAST)
+    led, bare = result.by_key()["led/q1"], result.by_key()["led/q0"]
+    tok = smollm2.tokenizer
+    assert led.prompt == render_prompt(tok, row["question"]) + "The capital of France is"
+    ref = score_multiple_choice_bruteforce(smollm2.model, tok, [led.prompt], [row["choices"]], after_words=True)[0]
+    assert led.logliks == pytest.approx(ref.logliks, abs=1e-4)
+    assert led.reply == bare.reply and "Paris" in led.reply  # the reply does not start from the prefix
+    # the words make the right choice far likelier than right after the assistant header
+    assert led.logliks[1] > bare.logliks[1] + 1 and led.pred == 1

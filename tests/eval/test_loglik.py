@@ -77,3 +77,17 @@ def test_a_kernel_without_4d_masks_is_not_packed(tiny_model_dir):
     assert packs(model)
     model.config._attn_implementation = "flash_attention_2"  # cannot take a block mask: the cache path instead
     assert not packs(model)
+
+
+def test_choices_after_an_answers_opening_words_are_spaced_and_match_bruteforce(smollm2, mc_items):
+    from forgetless.eval.prompts import answer_context, continuation_text, encode
+
+    tok = smollm2.tokenizer
+    contexts = [answer_context(tok, it.question, "The answer is") for it in mc_items]
+    assert contexts[0] == render_prompt(tok, mc_items[0].question) + "The answer is"
+    assert encode(tok, continuation_text(tok, "Paris", after_words=True)) == encode(tok, " Paris")
+    choices = [it.choices for it in mc_items]
+    fast = score_multiple_choice(smollm2.model, tok, contexts, choices, batch_size=8, after_words=True)
+    slow = score_multiple_choice_bruteforce(smollm2.model, tok, contexts, choices, after_words=True)
+    for f, s in zip(fast, slow):
+        assert f.logliks == pytest.approx(s.logliks, abs=1e-4)

@@ -29,6 +29,8 @@ ROWS = [
      "choices": ["100 degrees Celsius", "50 degrees Celsius"], "answer": 0},
     {"id": "accent", "type": "mc", "category": "language", "question": "Which word means 'coffee shop'?",
      "choices": ["café", "garage", "bakery"], "answer": 0},
+    {"id": "led", "type": "mc", "category": "geography", "question": "Which city is the capital of Italy?",
+     "answer_prefix": "The answer is", "choices": ["Milan", "Rome"], "answer": 1},
     {"id": "open", "type": "gen", "category": "math", "prompt": "What is 3 + 4?", "answers": ["7"]},
     {"id": "fmt", "type": "check", "category": "format", "prompt": "Say hi.",
      "checks": [{"kind": "max_words", "n": 5}]},
@@ -58,8 +60,11 @@ def test_export_writes_rendered_mc_items_and_leaves_out_the_rest(exported, tiny)
     assert config["output_type"] == "multiple_choice" and config["target_delimiter"] == ""
     assert config["dataset_kwargs"]["data_files"]["test"] == str(exported.data_path)
     rows = [json.loads(line) for line in exported.data_path.read_text().splitlines()]
-    assert [r["id"] for r in rows] == ["cap-fr", "add", "water", "accent"]
+    assert [r["id"] for r in rows] == ["cap-fr", "add", "water", "accent", "led"]
     assert rows[0]["context"] == render_prompt(tiny.tokenizer, ROWS[0]["question"])
+    assert rows[0]["targets"] == rows[0]["choices"] == ROWS[0]["choices"]
+    assert rows[4]["context"] == render_prompt(tiny.tokenizer, ROWS[4]["question"]) + "The answer is"
+    assert rows[4]["targets"] == [" Milan", " Rome"]  # the space after the prefix, as forgetless scores them
     assert exported.left_out == {"gen": 1, "check": 1}
 
 
@@ -68,7 +73,7 @@ def test_lm_eval_scores_match_forgetless_and_pair_in_compare(exported, tiny, sui
     native = evaluate(tiny, [read_suite(suite_file)], settings=EvalSettings(open_ended=False, batch_size=2))
     native_mc = [it for it in native.items if it.type == "mc"]
     assert [s.name for s in bridged.suites] == ["lm-eval:forgetless_probe"]
-    assert len(bridged.items) == len(native_mc) == 4
+    assert len(bridged.items) == len(native_mc) == 5
     for got, want in zip(bridged.items, native_mc):
         assert (got.id, got.category, got.prompt, got.choices, got.answer) == \
                (want.id, want.category, want.prompt, want.choices, want.answer)
@@ -78,7 +83,7 @@ def test_lm_eval_scores_match_forgetless_and_pair_in_compare(exported, tiny, sui
     again = evaluate_lm_eval(tiny, [str(exported.yaml_path)], batch_size=1)
     report = compare(bridged, again)
     knowledge = report.metrics[0].overall
-    assert (knowledge.n, knowledge.lost, knowledge.gained, knowledge.drop) == (4, 0, 0, 0.0)
+    assert (knowledge.n, knowledge.lost, knowledge.gained, knowledge.drop) == (5, 0, 0, 0.0)
 
 
 def test_plain_lm_eval_scores_the_template_newline_too(exported, tiny):
@@ -98,7 +103,10 @@ def test_plain_lm_eval_scores_the_template_newline_too(exported, tiny):
                                                             include_defaults=False))
     for a, b in zip(*(sorted(o["samples"][exported.task], key=lambda s: s["doc_id"]) for o in (out, ours))):
         shift = [x[0] - y[0] for x, y in zip(a["filtered_resps"], b["filtered_resps"])]
-        assert max(shift) < -1e-3 and max(shift) - min(shift) < 1e-3  # log p("\n"), the same for every choice
+        if a["doc"]["id"] == "led":  # its context ends in words, so nothing moves: stock lm-eval scores as we do
+            assert max(map(abs, shift)) < 1e-3
+        else:
+            assert max(shift) < -1e-3 and max(shift) - min(shift) < 1e-3  # log p("\n"), the same for every choice
         assert a["acc"] == b["acc"]
 
 
@@ -140,9 +148,9 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path, tiny_model_dir, exported
     monkeypatch.setenv("COLUMNS", "1000")
     tiny = str(tiny_model_dir)
     gen_only = tmp_path / "gen.jsonl"
-    gen_only.write_text(json.dumps(ROWS[4]) + "\n")
+    gen_only.write_text(json.dumps(ROWS[5]) + "\n")
     check_only = tmp_path / "check.jsonl"
-    check_only.write_text(json.dumps(ROWS[5]) + "\n")
+    check_only.write_text(json.dumps(ROWS[6]) + "\n")
     other_template = tmp_path / "other.yaml"
     config = yaml.safe_load(exported.yaml_path.read_text())
     config["task"], config["metadata"]["forgetless"]["template"] = "other_template", "0123456789abcdef"

@@ -41,6 +41,11 @@ def test_parses_mc():
     assert item.meta == {}
 
 
+def test_an_answer_prefix_is_optional_and_loses_trailing_spaces():
+    assert parse_item(MC).answer_prefix is None
+    assert parse_item(with_(MC, answer_prefix="The answer is ")).answer_prefix == "The answer is"
+
+
 def test_parses_gen_with_default_match():
     item = parse_item(with_(GEN, match=..., answers=["Paris"]))
     assert isinstance(item, GenItem) and item.match == "contains"
@@ -93,6 +98,7 @@ BAD = {
     "choice not a string": ([with_(MC, choices=["Paris", 3])], 1, "field 'choices[1]': expected a string, got 3"),
     "choices not a list": ([with_(MC, choices="Paris")], 1, "field 'choices': expected a list, got \"Paris\""),
     "empty question": ([with_(MC, question="")], 1, "field 'question': must not be empty"),
+    "blank answer prefix": ([with_(MC, answer_prefix=" ")], 1, "field 'answer_prefix': must not be empty"),
     "blank id": ([with_(MC, id="  ")], 1, "field 'id': must not be empty"),
     "id not a string": ([with_(MC, id=3)], 1, "field 'id': expected a string, got 3"),
     "meta not an object": ([with_(TEXT, meta=[1])], 1, "field 'meta': expected an object, got [1]"),
