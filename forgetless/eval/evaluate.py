@@ -59,13 +59,20 @@ def _score_mc(model: Any, tok: Any, suite: Suite, s: EvalSettings, progress: Pro
                 progress(stage, done[0], total)
         return on_batch
 
-    scores, answered = answer_and_score(model, tok, contexts, [it.choices for it in items], batch_size=s.batch_size,
-                                        max_new_tokens=s.max_new_tokens if s.open_ended else 0,
-                                        on_batch=tick(f"{suite.name}: multiple choice", len(items)))
-    replies: list[str | None] = ([cut_at_stops(r, s.stop) for r in answered] if answered is not None
-                                 else [None] * len(items))
+    # an item with an answer prefix comes here only for its open reply (asked without the prefix)
+    bare = [i for i, it in enumerate(items) if s.open_ended or not it.answer_prefix]
+    scores: list[Any] = [None] * len(items)
+    replies: list[str | None] = [None] * len(items)
+    if bare:
+        new_tokens = s.max_new_tokens if s.open_ended else 0
+        got, answered = answer_and_score(model, tok, [contexts[i] for i in bare], [items[i].choices for i in bare],
+                                         batch_size=s.batch_size, max_new_tokens=new_tokens,
+                                         on_batch=tick(f"{suite.name}: multiple choice", len(bare)))
+        for k, i in enumerate(bare):
+            scores[i] = got[k]
+            replies[i] = None if answered is None else cut_at_stops(answered[k], s.stop)
     led = [i for i, it in enumerate(items) if it.answer_prefix]
-    if led:  # their choices are scored again after the answer's opening words; the open reply stays unprompted
+    if led:  # their choices are scored after the answer's opening words
         for i in led:
             contexts[i] = answer_context(tok, items[i].question, items[i].answer_prefix)
         rescored = score_multiple_choice(model, tok, [contexts[i] for i in led], [items[i].choices for i in led],

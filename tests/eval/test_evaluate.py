@@ -120,3 +120,14 @@ def test_an_answer_prefix_leads_the_scored_choices_but_not_the_open_reply(smollm
     assert led.reply == bare.reply and "Paris" in led.reply  # the reply does not start from the prefix
     # the words make the right choice far likelier than right after the assistant header
     assert led.logliks[1] > bare.logliks[1] + 1 and led.pred == 1
+
+
+def test_without_open_replies_a_prefixed_item_is_scored_once_and_the_same(smollm2, tmp_path):
+    path = tmp_path / "led.jsonl"
+    rows = [{**SUITE[0], "answer_prefix": "The capital of France is"}, SUITE[1]]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    asked = evaluate(smollm2, [read_suite(path)], settings=FAST).items
+    closed_settings = EvalSettings(**{**FAST.__dict__, "open_ended": False})
+    closed = evaluate(smollm2, [read_suite(path)], settings=closed_settings).items
+    for a, c in zip(asked, closed):
+        assert c.prompt == a.prompt and c.reply is None and c.logliks == pytest.approx(a.logliks, abs=1e-4)
